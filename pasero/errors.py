@@ -1,0 +1,30 @@
+"""Exceptions that reach the user as one-line messages.
+
+Every error a user can fix by changing an input, a file or an option derives from
+PaseroError; the command-line layer prints its message on one line and exits non-zero.
+Anything else is a bug and keeps its traceback.
+"""
+
+
+class PaseroError(Exception):
+    """An error the user can act on; the message names the file/field and the fix."""
+
+
+class ConfigError(PaseroError):
+    """A wrong option, config key or value."""
+
+
+class DataError(PaseroError):
+    """An input file is missing, malformed or inconsistent."""
+
+
+class DownloadError(PaseroError):
+    """A download failed (network, HTTP status, truncated or unsafe archive)."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded file does not match its expected checksum."""
+
+
+class CheckpointError(PaseroError):
+    """A checkpoint is missing, corrupt or does not match the model/dictionary."""

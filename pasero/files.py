@@ -1,0 +1,85 @@
+"""Small file helpers shared by every stage: atomic outputs and strict UTF-8 reading.
+
+Outputs are written to a temporary file beside their final name and renamed only on
+success, so an interrupted or failing command never leaves a partial file that a
+resumed pipeline would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from pasero.errors import DataError
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary file that replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    binary = "b" in mode
+    try:
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path (same folder) that is renamed to `path` if the block succeeds.
+
+    For libraries that insist on writing a file themselves (torch.save, sentencepiece).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_lines(path: str | os.PathLike) -> Iterator[str]:
+    """Yield the lines of a UTF-8 text file without their newline.
+
+    Invalid UTF-8 is a DataError naming the file and line, not a UnicodeDecodeError
+    deep inside a pipeline step.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as UTF-8"
+                ) from None
+            yield line.rstrip("\r\n")
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """Number of lines of a file, counted in binary chunks (fast on large corpora)."""
+    n = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
