@@ -1,0 +1,310 @@
+"""The encoder-decoder Transformer (Vaswani et al., 2017) in fairseq's flavour.
+
+The model knows tensors and its config, nothing about files, training or search. Two ways in:
+`forward` scores whole target prefixes (teacher forcing, training and validation loss), and
+`init_cache` + `decode_step` extend hypotheses one token at a time for search, with the
+self-attention keys/values of all layers kept in one preallocated tensor (one index_select
+per beam-search step reorders every layer) and the cross-attention keys/values computed
+once per source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pasero.errors import ConfigError
+
+
+@dataclass
+class TransformerConfig:
+    embed_dim: int = 512
+    ffn_dim: int = 2048
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    heads: int = 8
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    activation: str = "relu"
+    normalize_before: bool = False  # pre-LN when True (more stable for deep models)
+    shared_embeddings: bool = False  # one embedding matrix for source and target (joint vocabulary)
+    tied_output: bool = True  # output projection = target embedding matrix
+    max_positions: int = 1024
+    scale_embedding: bool = True  # multiply embeddings by sqrt(embed_dim)
+
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    # Small enough to train on a laptop CPU in minutes (tests and the toy corpus).
+    "transformer_tiny": dict(embed_dim=128, ffn_dim=512, encoder_layers=2, decoder_layers=2, heads=4),
+    # fairseq's transformer_iwslt_de_en: the usual IWSLT / TED model.
+    "transformer_small": dict(embed_dim=512, ffn_dim=1024, encoder_layers=6, decoder_layers=6, heads=4),
+    "transformer_base": dict(embed_dim=512, ffn_dim=2048, encoder_layers=6, decoder_layers=6, heads=8),
+    "transformer_big": dict(embed_dim=1024, ffn_dim=4096, encoder_layers=6, decoder_layers=6, heads=16,
+                            dropout=0.3),
+}
+
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TransformerConfig))
+
+
+def build_config(arch: str, **overrides: Any) -> TransformerConfig:
+    """A named architecture with any field overridden; typos are errors with suggestions."""
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture '{arch}'; choose one of: {', '.join(ARCHITECTURES)}")
+    for key in overrides:
+        if key not in CONFIG_FIELDS:
+            close = difflib.get_close_matches(key, CONFIG_FIELDS, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown model option '{key}'{hint}")
+    cfg = TransformerConfig(**{**ARCHITECTURES[arch], **overrides})
+    if cfg.embed_dim % cfg.heads:
+        raise ConfigError(f"embed_dim ({cfg.embed_dim}) must be a multiple of heads ({cfg.heads})")
+    return cfg
+
+
+@dataclass
+class EncoderOut:
+    out: Tensor  # (B, S, D)
+    padding_mask: Tensor  # (B, S) bool, True at padding
+
+    def index_select(self, order: Tensor) -> "EncoderOut":
+        return EncoderOut(self.out.index_select(0, order), self.padding_mask.index_select(0, order))
+
+
+@dataclass
+class DecoderCache:
+    """Per-hypothesis decoder state for step-wise decoding."""
+
+    self_kv: Tensor  # (B, layers, 2, heads, max_len, head_dim), filled up to `step`
+    cross_kv: Tensor  # (B, layers, 2, heads, S, head_dim)
+    cross_mask: Tensor  # (B, 1, 1, S) bool, True where attention is allowed
+    step: int = 0
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> Tensor:
+    """fairseq's sinusoidal position table: sin in the first half of the dims, cos in the second."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float) * -(math.log(10000.0) / max(half - 1, 1)))
+    angles = torch.arange(num_positions, dtype=torch.float)[:, None] * freqs[None, :]
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if dim % 2:
+        table = F.pad(table, (0, 1))
+    return table
+
+
+class Attention(nn.Module):
+    """Multi-head attention through scaled_dot_product_attention (flash/memory-efficient kernels)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.head_dim, self.dropout = heads, dim // heads, dropout
+        self.q_proj = nn.Linear(dim, dim)
+        self.kv_proj = nn.Linear(dim, 2 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def project_kv(self, x: Tensor) -> Tensor:
+        """(B, T, D) -> keys and values stacked as (B, 2, heads, T, head_dim)."""
+        b, t, _ = x.shape
+        return self.kv_proj(x).view(b, t, 2, self.heads, self.head_dim).permute(0, 2, 3, 1, 4)
+
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        b, t, d = x.shape
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        weights = None
+        if need_weights:  # explicit path: SDPA does not return attention probabilities
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            probs = scores.float().softmax(-1).to(q.dtype)
+            out, weights = probs @ v, probs.mean(1)
+        else:
+            dropout = self.dropout if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, d)), weights
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.embed_dim, cfg.ffn_dim)
+        self.fc2 = nn.Linear(cfg.ffn_dim, cfg.embed_dim)
+        self.activation = {"relu": F.relu, "gelu": F.gelu}[cfg.activation]
+        self.dropout = nn.Dropout(cfg.activation_dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.dropout(self.activation(self.fc1(x))))
+
+
+class Residual(nn.Module):
+    """Layer norm + dropout + residual connection, post-LN (fairseq default) or pre-LN."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.embed_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.pre = cfg.normalize_before
+
+    def before(self, x: Tensor) -> Tensor:
+        return self.norm(x) if self.pre else x
+
+    def after(self, residual: Tensor, y: Tensor) -> Tensor:
+        x = residual + self.dropout(y)
+        return x if self.pre else self.norm(x)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.self_attn = Attention(cfg.embed_dim, cfg.heads, cfg.attention_dropout)
+        self.ffn = FeedForward(cfg)
+        self.attn_res, self.ffn_res = Residual(cfg), Residual(cfg)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.attn_res.before(x)
+        kv = self.self_attn.project_kv(h)
+        x = self.attn_res.after(x, self.self_attn(h, kv[:, 0], kv[:, 1], mask)[0])
+        return self.ffn_res.after(x, self.ffn(self.ffn_res.before(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.self_attn = Attention(cfg.embed_dim, cfg.heads, cfg.attention_dropout)
+        self.cross_attn = Attention(cfg.embed_dim, cfg.heads, cfg.attention_dropout)
+        self.ffn = FeedForward(cfg)
+        self.self_res, self.cross_res, self.ffn_res = Residual(cfg), Residual(cfg), Residual(cfg)
+
+    def forward(self, x: Tensor, self_kv: Tensor | None, cross_kv: Tensor, cross_mask: Tensor,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """self_kv=None: causal attention over x itself (training); else attend to the given cache."""
+        h = self.self_res.before(x)
+        if self_kv is None:
+            kv = self.self_attn.project_kv(h)
+            y, _ = self.self_attn(h, kv[:, 0], kv[:, 1], causal=True)
+        else:
+            y, _ = self.self_attn(h, self_kv[:, 0], self_kv[:, 1])
+        x = self.self_res.after(x, y)
+        y, weights = self.cross_attn(self.cross_res.before(x), cross_kv[:, 0], cross_kv[:, 1], cross_mask,
+                                     need_weights=need_weights)
+        x = self.cross_res.after(x, y)
+        return self.ffn_res.after(x, self.ffn(self.ffn_res.before(x))), weights
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig, src_vocab_size: int, tgt_vocab_size: int, padding_idx: int = 1):
+        super().__init__()
+        if cfg.shared_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ConfigError("shared_embeddings needs one joint dictionary (source and target sizes differ)")
+        self.cfg, self.padding_idx = cfg, padding_idx
+        self.src_embed = self._embedding(src_vocab_size)
+        self.tgt_embed = self.src_embed if cfg.shared_embeddings else self._embedding(tgt_vocab_size)
+        self.embed_scale = math.sqrt(cfg.embed_dim) if cfg.scale_embedding else 1.0
+        self.register_buffer("positions", sinusoidal_table(cfg.max_positions, cfg.embed_dim), persistent=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.encoder_norm = nn.LayerNorm(cfg.embed_dim) if cfg.normalize_before else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(cfg.embed_dim) if cfg.normalize_before else nn.Identity()
+        self.output_proj = None if cfg.tied_output else nn.Linear(cfg.embed_dim, tgt_vocab_size, bias=False)
+        self._init_weights()
+
+    def _embedding(self, size: int) -> nn.Embedding:
+        return nn.Embedding(size, self.cfg.embed_dim, padding_idx=self.padding_idx)
+
+    def _init_weights(self) -> None:
+        """fairseq's initialization: Xavier-uniform projections, N(0, d^-1/2) embeddings."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=self.cfg.embed_dim ** -0.5)
+                nn.init.zeros_(module.weight[self.padding_idx])
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _embed(self, embedding: nn.Embedding, tokens: Tensor, start: int = 0) -> Tensor:
+        length = tokens.size(1)
+        if start + length > self.cfg.max_positions:
+            raise ValueError(f"sequence of {start + length} tokens exceeds max_positions={self.cfg.max_positions}")
+        x = embedding(tokens) * self.embed_scale + self.positions[start:start + length].to(embedding.weight.dtype)
+        return self.dropout(x)
+
+    def encode(self, src_tokens: Tensor) -> EncoderOut:
+        padding_mask = src_tokens.eq(self.padding_idx)
+        attn_mask = ~padding_mask[:, None, None, :]
+        x = self._embed(self.src_embed, src_tokens)
+        for layer in self.encoder_layers:
+            x = layer(x, attn_mask)
+        return EncoderOut(self.encoder_norm(x), padding_mask)
+
+    def _cross_kv(self, encoder_out: EncoderOut) -> Tensor:
+        """(B, layers, 2, heads, S, head_dim): every layer's projection of the encoder output."""
+        return torch.stack([layer.cross_attn.project_kv(encoder_out.out) for layer in self.decoder_layers], dim=1)
+
+    def _output(self, x: Tensor) -> Tensor:
+        x = self.decoder_norm(x)
+        return self.output_proj(x) if self.output_proj is not None else F.linear(x, self.tgt_embed.weight)
+
+    def decode(self, prev_output_tokens: Tensor, encoder_out: EncoderOut) -> Tensor:
+        """Logits (B, T, V) for every target position at once (teacher forcing)."""
+        cross_mask = ~encoder_out.padding_mask[:, None, None, :]
+        x = self._embed(self.tgt_embed, prev_output_tokens)
+        for layer in self.decoder_layers:
+            cross_kv = layer.cross_attn.project_kv(encoder_out.out)
+            x, _ = layer(x, None, cross_kv, cross_mask)
+        return self._output(x)
+
+    def forward(self, src_tokens: Tensor, prev_output_tokens: Tensor) -> Tensor:
+        return self.decode(prev_output_tokens, self.encode(src_tokens))
+
+    def init_cache(self, encoder_out: EncoderOut, max_len: int) -> DecoderCache:
+        """An empty cache for decoding at most `max_len` target tokens (eos included)."""
+        cross_kv = self._cross_kv(encoder_out)
+        b, layers, _, heads, _, head_dim = cross_kv.shape
+        self_kv = cross_kv.new_zeros(b, layers, 2, heads, max_len, head_dim)
+        return DecoderCache(self_kv, cross_kv, ~encoder_out.padding_mask[:, None, None, :])
+
+    def decode_step(self, tokens: Tensor, encoder_out: EncoderOut, cache: DecoderCache,
+                    need_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, V) of the next token given the last one, and the last layer's cross-attention
+        (B, S) when asked. Reads and extends `cache` (position `cache.step`)."""
+        step = cache.step
+        if step >= cache.self_kv.size(4):
+            raise ValueError(f"decoder cache is full ({step} steps); pass a larger max_len to init_cache")
+        x = self._embed(self.tgt_embed, tokens[:, None], start=step)
+        weights = None
+        for i, layer in enumerate(self.decoder_layers):
+            h = layer.self_res.before(x)
+            cache.self_kv[:, i, :, :, step:step + 1] = layer.self_attn.project_kv(h)
+            self_kv = cache.self_kv[:, i, :, :, :step + 1]
+            last = need_attention and i == len(self.decoder_layers) - 1
+            x, weights = layer(x, self_kv, cache.cross_kv[:, i], cache.cross_mask, need_weights=last)
+        cache.step = step + 1
+        logits = self._output(x)[:, 0]
+        return logits, (weights[:, 0, 0] if weights is not None else None)
+
+    @staticmethod
+    def reorder(encoder_out: EncoderOut, cache: DecoderCache, new_order: Tensor) -> tuple[EncoderOut, DecoderCache]:
+        """Select/reorder hypotheses (rows) of the encoder output and the cache, e.g. when
+        sentences finish and leave the batch."""
+        cache = DecoderCache(cache.self_kv.index_select(0, new_order), cache.cross_kv.index_select(0, new_order),
+                             cache.cross_mask.index_select(0, new_order), cache.step)
+        return encoder_out.index_select(new_order), cache
+
+    @staticmethod
+    def reorder_self_attention(cache: DecoderCache, new_order: Tensor) -> None:
+        """In-place reorder of the self-attention history only (the filled part), for beam
+        search moves among the beams of one sentence, which share their source encoding."""
+        filled = cache.self_kv[:, :, :, :, :cache.step]
+        filled.copy_(filled.index_select(0, new_order))

@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from pasero.errors import ConfigError
+from pasero.model import Transformer, build_config
+
+
+@pytest.fixture(params=[False, True], ids=["post-ln", "pre-ln"])
+def model(request):
+    torch.manual_seed(0)
+    cfg = build_config("transformer_tiny", normalize_before=request.param, embed_dim=32, ffn_dim=64)
+    return Transformer(cfg, 40, 50).eval()
+
+
+def batch():
+    src = torch.randint(4, 40, (3, 7))
+    src[0, 5:] = 1  # padding
+    tgt = torch.randint(4, 50, (3, 6))
+    tgt[:, 0] = 2
+    return src, tgt
+
+
+@torch.no_grad()
+def test_step_wise_decoding_matches_full_decoding(model):
+    src, tgt = batch()
+    full = model(src, tgt)
+    enc = model.encode(src)
+    cache = model.init_cache(enc, max_len=8)
+    steps = torch.stack([model.decode_step(tgt[:, t], enc, cache)[0] for t in range(tgt.size(1))], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_reordered_cache_continues_the_selected_rows(model):
+    src, tgt = batch()
+    full = model(src, tgt)
+    enc = model.encode(src)
+    cache = model.init_cache(enc, max_len=8)
+    for t in range(3):
+        model.decode_step(tgt[:, t], enc, cache)
+    order = torch.tensor([2, 0])
+    enc, cache = model.reorder(enc, cache, order)
+    logits, attention = model.decode_step(tgt[order, 3], enc, cache, need_attention=True)
+    torch.testing.assert_close(logits, full[order, 3], atol=1e-5, rtol=1e-5)
+    assert attention.shape == (2, 7)
+    torch.testing.assert_close(attention.sum(-1), torch.ones(2))
+
+
+@torch.no_grad()
+def test_padding_does_not_change_the_output(model):
+    src, tgt = batch()
+    short = model(src[:1, :5], tgt[:1])
+    padded = model(src[:1], tgt[:1])  # same sentence, with two padding positions
+    torch.testing.assert_close(short, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_named_architectures_and_overrides():
+    small = build_config("transformer_small")
+    assert (small.encoder_layers, small.embed_dim, small.ffn_dim, small.heads) == (6, 512, 1024, 4)
+    assert build_config("transformer_base", dropout=0.3).dropout == 0.3
+    with pytest.raises(ConfigError, match="did you mean dropout"):
+        build_config("transformer_tiny", dropuot=0.3)
+    with pytest.raises(ConfigError, match="transformer_small"):
+        build_config("transformer_huge")
+
+
+def test_shared_and_tied_embeddings():
+    cfg = build_config("transformer_tiny", shared_embeddings=True, tied_output=True)
+    model = Transformer(cfg, 64, 64)
+    assert model.src_embed is model.tgt_embed
+    untied = Transformer(build_config("transformer_tiny", tied_output=False), 64, 64)
+    assert untied.num_parameters() > model.num_parameters()
