@@ -292,7 +292,7 @@ class Transformer(nn.Module):
             x, weights = layer(x, self_kv, cache.cross_kv[:, i], cache.cross_mask, need_weights=last)
         cache.step = step + 1
         logits = self._output(x)[:, 0]
-        return logits, (weights[:, 0, 0] if weights is not None else None)
+        return logits, (weights[:, 0] if weights is not None else None)
 
     @staticmethod
     def reorder(encoder_out: EncoderOut, cache: DecoderCache, new_order: Tensor) -> tuple[EncoderOut, DecoderCache]:
