@@ -1,0 +1,274 @@
+"""Checkpoints: atomic saving, safe loading, resume with fallback, selection and averaging.
+
+A checkpoint is a plain dict that `torch.load(weights_only=True)` can read (tensors, numbers,
+strings, lists, dicts): model weights and config, the dictionary's symbols, the tokenizer, the
+decoding defaults, optimizer/scheduler/scaler states, every RNG state (as tensors), the data
+iterator's position, the step, validation metrics, the training config and provenance (`meta`).
+Files are written under a temporary name and renamed, so a killed job leaves either the old or the
+new file, never half of one; `checkpoint_last.pt` and `checkpoint_best.pt` are hard links to the
+step checkpoint when possible (no second copy on disk).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from pasero.errors import CheckpointError
+from pasero.files import atomic_path
+from pasero.model import Transformer, TransformerConfig
+
+logger = logging.getLogger(__name__)
+
+STEP_RE = re.compile(r"checkpoint_(\d+)\.pt$")
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "data_state")
+
+
+# RNG states -------------------------------------------------------------------------------------
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator training touches, in weights_only-loadable form."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(gauss)},
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"].tolist()), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# Saving ------------------------------------------------------------------------------------------
+
+def _save(obj: dict[str, Any], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Atomically make `dst` the same file as `src` (hard link; a copy where links are unsupported)."""
+    with atomic_path(dst) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def step_checkpoints(model_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint_{step}.pt, oldest first."""
+    found = []
+    for path in Path(model_dir).glob("checkpoint_*.pt"):
+        m = STEP_RE.fullmatch(path.name)
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def save_checkpoint(ckpt: dict[str, Any], model_dir: str | os.PathLike, *, step_file: bool = True,
+                    is_best: bool = False, keep_last: int = 0, keep_best: int = 0,
+                    history: dict[int, float] | None = None, lower_is_better: bool = True) -> Path:
+    """Write checkpoint_{step}.pt (when `step_file`) and checkpoint_last.pt (+ checkpoint_best.pt),
+    then delete step checkpoints that are neither among the `keep_last` newest nor the `keep_best`
+    best according to `history` ({step: metric})."""
+    model_dir = Path(model_dir)
+    last = model_dir / "checkpoint_last.pt"
+    if step_file:
+        path = model_dir / f"checkpoint_{ckpt['step']}.pt"
+        _save(ckpt, path)
+        _link(path, last)
+    else:
+        path = last
+        _save(ckpt, last)
+    if is_best:
+        _link(path, model_dir / "checkpoint_best.pt")
+    _prune(model_dir, keep_last, keep_best, history or {}, lower_is_better)
+    return path
+
+
+def _prune(model_dir: Path, keep_last: int, keep_best: int, history: dict[int, float], lower: bool) -> None:
+    if keep_last <= 0:
+        return
+    steps = [step for step, _ in step_checkpoints(model_dir)]
+    keep = set(steps[-keep_last:])
+    scored = [s for s in steps if s in history]
+    keep |= set(sorted(scored, key=lambda s: history[s] if lower else -history[s])[:keep_best])
+    for step, path in step_checkpoints(model_dir):
+        if step not in keep:
+            path.unlink(missing_ok=True)
+
+
+# Loading -----------------------------------------------------------------------------------------
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True; a missing, truncated or corrupt file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as e:  # zip/pickle/unpickler errors all mean: not a usable checkpoint
+        lines = str(e).splitlines() or [""]
+        reason = next((line.strip() for line in lines if "WeightsUnpickler error" in line), lines[0])[:300]
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {reason})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not a pasero checkpoint (no 'model' entry)")
+    return ckpt
+
+
+def load_resume_checkpoint(model_dir: str | os.PathLike) -> tuple[dict[str, Any], Path] | None:
+    """The newest usable checkpoint of a training run: checkpoint_last.pt, or, when it is corrupt or
+    truncated (a job killed by a full disk, a broken file system), the newest loadable
+    checkpoint_{step}.pt, with a warning. None when the run has no checkpoint yet."""
+    model_dir = Path(model_dir)
+    candidates = [model_dir / "checkpoint_last.pt"] + [p for _, p in reversed(step_checkpoints(model_dir))]
+    candidates = [p for p in candidates if p.is_file()]
+    for i, path in enumerate(candidates):
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as e:
+            logger.warning("%s; trying an older checkpoint", e)
+            continue
+        if i > 0:
+            logger.warning("resuming from %s (step %d) instead", path, ckpt.get("step", 0))
+        return ckpt, path
+    if candidates:
+        raise CheckpointError(f"{model_dir}: no loadable checkpoint (all corrupt); rerun with --reset to start over")
+    return None
+
+
+def check_dictionary(ckpt: dict[str, Any], symbols: Sequence[str], ckpt_path: str | os.PathLike,
+                     dict_path: str | os.PathLike) -> None:
+    """A model trained with another dictionary would silently produce garbage: refuse."""
+    saved = list(ckpt.get("dictionary") or [])
+    if saved == list(symbols):
+        return
+    diff = next((i for i, (a, b) in enumerate(zip(saved, symbols)) if a != b), min(len(saved), len(symbols)))
+    detail = (f"{len(saved)} vs {len(symbols)} symbols" if len(saved) != len(symbols)
+              else f"symbol {diff} is '{saved[diff]}' vs '{symbols[diff]}'")
+    raise CheckpointError(f"{dict_path} does not match the dictionary of {ckpt_path} ({detail}); use the "
+                          f"dictionary the model was trained with, or --reset to train a new model")
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or in a model/training folder: model.pt, checkpoint_best.pt, checkpoint_last.pt."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.pt", "checkpoint_best.pt", "checkpoint_last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: no model.pt, checkpoint_best.pt or checkpoint_last.pt in this folder")
+    return path
+
+
+def build_model(ckpt: dict[str, Any]) -> Transformer:
+    try:
+        cfg = TransformerConfig(**ckpt["model_config"])
+    except TypeError as e:
+        raise CheckpointError(f"checkpoint model config is incompatible with this pasero version ({e})") from None
+    size = len(ckpt["dictionary"])
+    model = Transformer(cfg, size, size)
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Transformer, dict[str, Any]]:
+    """Model (eval mode, on `device`) and checkpoint dict, for inference."""
+    path = resolve_model_path(path)
+    ckpt = load_checkpoint(path)
+    for key in ("model_config", "dictionary"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint has no '{key}' entry")
+    model = build_model(ckpt).to(device).eval()
+    return model, ckpt
+
+
+# Selection and averaging -------------------------------------------------------------------------
+
+def select_checkpoints(model_dir: str | os.PathLike, last: int | None = None, best: int | None = None,
+                       metric: str | None = None) -> list[Path]:
+    """The `last` newest step checkpoints, or the `best` ones by their recorded validation metric
+    (default: the run's best_metric)."""
+    found = step_checkpoints(model_dir)
+    if not found:
+        raise CheckpointError(f"{model_dir}: no checkpoint_{{step}}.pt files")
+    if last:
+        return [p for _, p in found[-last:]]
+    scored = []
+    for step, path in found:
+        ckpt = load_checkpoint(path, mmap=True)
+        name = metric or ckpt.get("train_config", {}).get("best_metric", "nll")
+        value = (ckpt.get("metrics") or {}).get("valid", {}).get(name)
+        if value is not None:
+            scored.append((value, step, path))
+    if not scored:
+        raise CheckpointError(f"{model_dir}: no checkpoint has a recorded validation '{metric or 'best_metric'}'")
+    lower = (metric or name) in ("loss", "nll", "ppl")
+    scored.sort(key=lambda x: (x[0] if lower else -x[0], -x[1]))
+    return [p for _, _, p in scored[:best or 1]]
+
+
+def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """A self-contained inference checkpoint whose weights are the mean of those of `paths`.
+
+    Everything but the weights comes from the newest checkpoint; training state (optimizer, RNG,
+    data position) is dropped. meta records the averaged steps, training time and size.
+    """
+    if not paths:
+        raise CheckpointError("no checkpoint to average")
+    sums: dict[str, torch.Tensor] = {}
+    ckpts = []
+    for path in paths:
+        ckpt = load_checkpoint(path, mmap=True)
+        model = ckpt["model"]
+        if sums and set(model) != set(sums):
+            raise CheckpointError(f"{path}: parameters differ from {paths[0]}; checkpoints of different models")
+        for name, tensor in model.items():
+            if tensor.is_floating_point():
+                sums[name] = sums[name] + tensor.double() if name in sums else tensor.double()
+            else:
+                sums[name] = tensor
+        ckpts.append(ckpt)
+    newest = max(ckpts, key=lambda c: c.get("step", 0))
+    out = {k: v for k, v in newest.items() if k not in TRAINING_STATE}
+    ref = newest["model"]
+    out["model"] = {name: (t / len(paths)).to(ref[name].dtype) if ref[name].is_floating_point() else t.clone()
+                    for name, t in sums.items()}
+    meta = dict(newest.get("meta") or {})
+    meta.update(steps=sorted(int(c.get("step", 0)) for c in ckpts),
+                train_seconds=max(float((c.get("meta") or {}).get("train_seconds", 0.0)) for c in ckpts),
+                params=int(sum(t.numel() for t in out["model"].values())),
+                sources=[Path(p).name for p in paths])
+    out["meta"] = meta
+    return out
+
+
+def save_model(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write an inference checkpoint (e.g. model.pt) atomically."""
+    _save(ckpt, Path(path))

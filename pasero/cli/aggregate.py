@@ -1,0 +1,35 @@
+"""pasero-aggregate: the results tables of every scored experiment (summary.tsv, summary.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Sequence
+
+from pasero import aggregate
+from pasero.cli.common import command, setup_logging
+
+logger = logging.getLogger("pasero.aggregate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pasero-aggregate",
+        description="One row per experiment (corpus, pair, variant, BLEU, chrF, signature, best step, "
+                    "training time, parameters) from the scores.json files that pasero-score wrote.")
+    parser.add_argument("paths", nargs="+", metavar="RESULTS_DIR_OR_SCORES",
+                        help="results folders (searched recursively for scores.json) or scores.json files")
+    parser.add_argument("-o", "--output", required=True, help="tab-separated table, e.g. results/summary.tsv")
+    parser.add_argument("--markdown", metavar="FILE.md",
+                        help="also write the table and a pair x corpus BLEU table in Markdown")
+    return parser
+
+
+@command
+def aggregate_main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    table = aggregate.aggregate(args.paths, args.output, args.markdown)
+    print(aggregate.to_markdown(aggregate.bleu_table(table), index=True), end="")
+    logger.info("%d experiments -> %s%s", len(table), args.output, f" and {args.markdown}" if args.markdown else "")
+    return 0

@@ -1,0 +1,249 @@
+"""pasero-decode: translate files (or stdin) with a trained model.
+
+Input is read `--buffer-size` lines at a time; each buffer is sorted by length, cut into
+batches of `--batch-size` source tokens, decoded, and written back in input order. So a large
+file decodes at full speed, and `--buffer-size 1` translates each line as soon as it is typed.
+A file output appears under its final name only when complete; with `--continue` it is instead
+appended to (flushed after each buffer), and a rerun resumes where the previous one stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator, Sequence
+
+from pasero import scoring
+from pasero.cli.common import command, setup_logging
+from pasero.cli.score import read_text
+from pasero.errors import ConfigError, DataError
+from pasero.files import atomic_output, count_lines, read_lines
+from pasero.generator import TextGenerator
+
+logger = logging.getLogger("pasero.decode")
+DEFAULT_BUFFER = 10_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pasero-decode",
+        description="Translate text with a trained model (beam search, greedy decoding or sampling). "
+                    "Paths may contain {src}, {tgt} and {pair} (e.g. test.{src} -> test.de).")
+    p.add_argument("model", help="model file (model.pt, checkpoint_*.pt) or model folder")
+    p.add_argument("-i", "--input", nargs="+", default=[], help="input files (default: stdin)")
+    p.add_argument("-o", "--output", nargs="+", default=[], help="output files, one per input (default: stdout)")
+    p.add_argument("-r", "--ref", nargs="+", default=[], help="references, one per input: print BLEU/chrF at the end")
+    p.add_argument("-s", "--source-lang", help="source language code for {src} (default: the model's)")
+    p.add_argument("-t", "--target-lang", help="target language code for {tgt} (default: the model's)")
+    g = p.add_argument_group("search (defaults: the model's inference settings)")
+    g.add_argument("--beam-size", "-b", type=int)
+    g.add_argument("--nbest", type=int, help="hypotheses per input shown by -v (the output file gets the best)")
+    g.add_argument("--len-penalty", "--lenpen", type=float, help="rank by score / length ** len_penalty")
+    g.add_argument("--max-len-a", type=float, help="at most max_len_a * source length + max_len_b tokens")
+    g.add_argument("--max-len-b", type=int)
+    g.add_argument("--min-len", type=int, help="at least this many tokens before end of sentence")
+    g.add_argument("--sampling", action="store_true", help="sample instead of beam search")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-k", type=int, help="sample among the k most probable tokens (0: all)")
+    g.add_argument("--top-p", type=float, help="nucleus sampling: smallest set of tokens of this probability")
+    g.add_argument("--seed", type=int, help="random seed for --sampling")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--batch-size", type=int, help="source tokens per batch (default 4096)")
+    r.add_argument("--buffer-size", type=int,
+                   help=f"lines read at a time (default {DEFAULT_BUFFER}; 1 when stdin is a terminal)")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="auto: float32 on CPU, bfloat16 (or float16) on CUDA")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="print fairseq-style S-/T-/H-/D-/P- lines (scores in base 2); with stdout output, "
+                        "instead of the plain translations")
+    r.add_argument("--continue", dest="resume", action="store_true",
+                   help="append to the existing --output files, skipping the inputs already translated")
+    r.add_argument("--bleu-tok", choices=scoring.bleu_tokenizers(), help="BLEU tokenization for -r "
+                   "(default: the model's)")
+    r.add_argument("--info-out", metavar="FILE.json", help="write provenance and speed (for pasero-score --info)")
+    return p
+
+
+def expand(path: str, src: str | None, tgt: str | None) -> str:
+    if (("{src}" in path or "{pair}" in path) and not src) or (("{tgt}" in path or "{pair}" in path) and not tgt):
+        raise ConfigError(f"'{path}' uses {{src}}/{{tgt}}/{{pair}} but the model has no language codes: "
+                          "pass --source-lang and --target-lang")
+    return path.replace("{src}", src or "").replace("{tgt}", tgt or "").replace("{pair}", f"{src}-{tgt}")
+
+
+def complete_lines(path: Path) -> int:
+    """Lines of a partial output that are complete; a last line without newline (a killed job) is cut off."""
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        data = f.read()
+        done = data.rfind(b"\n") + 1
+        if done < len(data):
+            f.truncate(done)
+    return data.count(b"\n")
+
+
+def buffers(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    lines = iter(lines)
+    while chunk := list(islice(lines, size)):
+        yield chunk
+
+
+def stdin_lines() -> Iterator[str]:
+    for n, raw in enumerate(sys.stdin.buffer, 1):
+        try:
+            yield raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as e:
+            raise DataError(f"stdin:{n}: invalid UTF-8 (byte {e.start}); re-encode the input as UTF-8") from None
+
+
+class Translator:
+    """Writes each buffer's translations (and -v lines) and keeps count for the provenance."""
+
+    def __init__(self, generator: TextGenerator, verbose: bool):
+        self.generator, self.verbose = generator, verbose
+        self.n_lines = self.n_tokens = 0
+        self.seconds = 0.0
+
+    def run(self, lines: Iterable[str], out: IO[str] | None, buffer_size: int, first_id: int = 0,
+            refs: Sequence[str] | None = None) -> list[str]:
+        """Translate `lines` buffer by buffer; returns the translations."""
+        translations: list[str] = []
+        for chunk in buffers(lines, buffer_size):
+            start = time.perf_counter()
+            results = self.generator.decode(chunk, return_scores=self.verbose)
+            self.seconds += time.perf_counter() - start
+            self.n_lines += len(chunk)
+            self.n_tokens += sum(len(nbest[0]["tokens"]) + 1 for nbest in results)
+            best = [nbest[0]["detok"] for nbest in results]
+            translations += best
+            if out is not None:
+                out.write("".join(line + "\n" for line in best))
+                out.flush()
+            if self.verbose:
+                for k, (line, nbest) in enumerate(zip(chunk, results)):
+                    i = first_id + len(translations) - len(chunk) + k
+                    self.print_verbose(i, line, refs[i] if refs is not None and i < len(refs) else None, nbest)
+                sys.stdout.flush()
+        return translations
+
+    def print_verbose(self, i: int, line: str, ref: str | None, nbest: list[dict[str, Any]]) -> None:
+        """fairseq-generate's format: scores are normalized and in base 2."""
+        print(f"S-{i}\t{self.generator.tokenize(line)}")
+        if ref is not None:
+            print(f"T-{i}\t{ref}")
+        for h in nbest:
+            score = h["normalized_score"] / math.log(2)
+            print(f"H-{i}\t{score:.4f}\t{' '.join(h['tokens'])}")
+            print(f"D-{i}\t{score:.4f}\t{h['detok']}")
+            print(f"P-{i}\t{' '.join(f'{s / math.log(2):.4f}' for s in h['positional_scores'])}")
+
+
+def translate(translator: Translator, input_path: str | None, output_path: str | None, args: argparse.Namespace,
+              refs: Sequence[str] | None) -> list[str]:
+    """Translate one input (a file or stdin) into its output; returns every line of the output."""
+    lines = read_lines(input_path) if input_path else stdin_lines()
+    if output_path is None:
+        return translator.run(lines, None if args.verbose else sys.stdout, args.buffer_size, refs=refs)
+    if not args.resume:
+        with atomic_output(output_path) as out:
+            return translator.run(lines, out, args.buffer_size, refs=refs)
+    done = complete_lines(Path(output_path))
+    if input_path and done > count_lines(input_path):
+        raise DataError(f"{output_path} has more lines ({done}) than {input_path}: not its output; "
+                        "remove it or run without --continue")
+    if done:
+        logger.info("%s: %d lines already translated, continuing", output_path, done)
+    with open(output_path, "a", encoding="utf-8") as out:
+        translator.run(islice(lines, done, None), out, args.buffer_size, first_id=done, refs=refs)
+    return read_text(output_path)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    n = max(len(args.input), 1)
+    if args.output and len(args.output) != n:
+        raise ConfigError(f"{len(args.output)} outputs for {len(args.input)} inputs: give one -o per -i")
+    if args.ref and len(args.ref) != n:
+        raise ConfigError(f"{len(args.ref)} references for {len(args.input)} inputs: give one -r per -i")
+    if args.resume and not args.output:
+        raise ConfigError("--continue needs -o (it resumes a partial output file)")
+    if args.buffer_size is None:
+        args.buffer_size = 1 if not args.input and sys.stdin.isatty() else DEFAULT_BUFFER
+    if args.buffer_size < 1:
+        raise ConfigError("--buffer-size must be at least 1")
+
+
+@command
+def decode_main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    check_args(args)
+    options = {k: getattr(args, k) for k in ("beam_size", "nbest", "len_penalty", "max_len_a", "max_len_b",
+                                              "min_len", "temperature", "top_k", "top_p", "seed", "batch_size")}
+    generator = TextGenerator.build(args.model, device=args.device, dtype=args.dtype,
+                                    sampling=args.sampling or None, **options)
+    src = args.source_lang or generator.source_lang
+    tgt = args.target_lang or generator.target_lang
+    inputs = [expand(p, src, tgt) for p in args.input] or [None]
+    outputs = [expand(p, src, tgt) for p in args.output] or [None] * len(inputs)
+    refs = [expand(p, src, tgt) for p in args.ref] or [None] * len(inputs)
+    for input_path, ref_path in zip(inputs, refs):  # fail now rather than after hours of decoding
+        if input_path and not Path(input_path).is_file():
+            raise DataError(f"{input_path}: no such input file")
+        if ref_path and input_path and count_lines(ref_path) != count_lines(input_path):
+            raise DataError(f"{ref_path} has {count_lines(ref_path)} lines but {input_path} has "
+                            f"{count_lines(input_path)}: the reference must be aligned with the input")
+
+    translator = Translator(generator, args.verbose)
+    bleu_tok = args.bleu_tok or generator.bleu_tok
+    report, n_output = [], 0
+    for input_path, output_path, ref_path in zip(inputs, outputs, refs):
+        ref_lines = read_text(ref_path) if ref_path else None
+        hyps = translate(translator, input_path, output_path, args, ref_lines)
+        n_output += len(hyps)
+        if ref_lines is not None:
+            result = scoring.score(hyps, ref_lines, bleu_tok=bleu_tok)
+            report.append({"input": input_path or "-", "ref": ref_path, **{m: result[m] for m in scoring.METRICS}})
+            stream = sys.stderr if output_path is None and not args.verbose else sys.stdout
+            print(scoring.format_report(result), end="", file=stream, flush=True)
+
+    if args.info_out:
+        write_info(args.info_out, generator, translator, inputs, outputs, n_output, report)
+    logger.info("translated %d lines in %.1fs (%.1f sentences/s)", translator.n_lines, translator.seconds,
+                translator.n_lines / max(translator.seconds, 1e-9))
+    return 0
+
+
+def write_info(path: str, generator: TextGenerator, translator: Translator, inputs: list, outputs: list,
+               n_output: int, report: list) -> None:
+    """Provenance for pasero-score --info: model, decoding settings and speed. With --continue,
+    n_lines counts every output line, speed only those translated by this run."""
+    seconds = translator.seconds
+    info = {
+        **generator.meta,
+        "inputs": [p or "-" for p in inputs], "outputs": [p or "-" for p in outputs],
+        "n_lines": n_output, "n_lines_decoded": translator.n_lines,
+        "decode_seconds": round(seconds, 3),
+        "sentences_per_second": round(translator.n_lines / seconds, 2) if seconds else None,
+        "tokens_per_second": round(translator.n_tokens / seconds, 1) if seconds else None,
+        "device": str(generator.device), "dtype": str(next(generator.model.parameters()).dtype).split(".")[-1],
+        "decoding": {k: v for k, v in vars(generator.options).items()},
+        "hostname": os.uname().nodename,
+    }
+    if report:
+        info["scores"] = report
+    with atomic_output(path) as f:
+        json.dump(info, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(decode_main())

@@ -1,0 +1,88 @@
+"""pasero-train and pasero-average-checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from pasero.cli.common import command, setup_logging
+from pasero.errors import ConfigError
+
+logger = logging.getLogger("pasero.train")
+
+TRAIN_EPILOG = """\
+Every option can be given in the YAML file (as `option: value`) or here (as --option VALUE); the
+command line wins. Values are YAML scalars (5e-4, null, true). String values may contain {src},
+{tgt} and {pair}. Model options override those of --arch.
+
+Rerunning the same command resumes from MODEL_DIR/checkpoint_last.pt. Exit status: 0 finished,
+2 bad input, 3 stopped by SIGTERM/SIGINT/SIGUSR2 after saving a checkpoint (rerun to resume).
+"""
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    from pasero.train_config import add_config_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="pasero-train", description="Train a Transformer translation model (resumes automatically).",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("-c", "--config", help="YAML training config")
+    parser.add_argument("--reset", action="store_true",
+                        help="delete MODEL_DIR's checkpoints and logs and start over")
+    parser.add_argument("--continue", dest="cfg.continue_from", metavar="FROM", default=argparse.SUPPRESS,
+                        help="initialize the weights from this checkpoint (when MODEL_DIR has none)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_config_arguments(parser)
+    return parser
+
+
+@command
+def train_main(argv: Sequence[str] | None = None) -> int:
+    from pasero.train_config import check_unknown_arguments, load_config, parse_cli_values
+    from pasero.training import Trainer
+
+    parser = _train_parser()
+    args, extra = parser.parse_known_args(argv)
+    check_unknown_arguments(extra)
+    cfg = load_config(args.config, parse_cli_values(args))
+    setup_logging(args.verbose)
+    return Trainer(cfg, reset=args.reset).run()
+
+
+@command
+def average_main(argv: Sequence[str] | None = None) -> int:
+    from pasero import checkpoints
+
+    parser = argparse.ArgumentParser(
+        prog="pasero-average-checkpoints",
+        description="Write one self-contained model file from a training run: the average of the last N or "
+                    "best N step checkpoints (best 1 = the best checkpoint's weights).")
+    parser.add_argument("model_dir", help="training folder with checkpoint_{step}.pt files")
+    parser.add_argument("-o", "--output", required=True, help="output file, e.g. model.pt")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--last", type=int, metavar="N", help="average the N most recent checkpoints")
+    group.add_argument("--best", type=int, metavar="N",
+                       help="average the N best checkpoints by their validation metric (default: 1)")
+    parser.add_argument("--metric", choices=("loss", "nll", "ppl", "bleu", "chrf"),
+                        help="metric for --best (default: the run's best_metric)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    n = args.last or args.best or 1
+    if n < 1:
+        raise ConfigError("N must be at least 1")
+    if not Path(args.model_dir).is_dir():
+        raise ConfigError(f"{args.model_dir}: no such training folder")
+    paths = checkpoints.select_checkpoints(args.model_dir, last=args.last, best=None if args.last else n,
+                                           metric=args.metric)
+    model = checkpoints.average_checkpoints(paths)
+    checkpoints.save_model(model, args.output)
+    logger.info("wrote %s from %s (steps %s)", args.output, ", ".join(p.name for p in paths),
+                model["meta"]["steps"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())

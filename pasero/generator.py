@@ -1,0 +1,193 @@
+"""Text in, translations out: a trained model with its tokenizer, dictionary and decoding defaults.
+
+    generator = TextGenerator.build("results/toy/de-en/model.pt", beam_size=4)
+    generator.decode("Ein kleiner Test.")  # -> [[{"detok": "A small test.", "score": ..., ...}]]
+
+A checkpoint is self-contained (weights, config, dictionary, tokenizer, decoding defaults), so
+this is all that is needed to translate. Input sentences are sorted by length and cut into
+batches of at most `batch_size` source tokens (little padding, few wasted steps); results come
+back in input order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from pasero import checkpoints, search
+from pasero.batching import make_batches
+from pasero.dictionary import Dictionary
+from pasero.errors import CheckpointError, ConfigError
+from pasero.tokenizer import Tokenizer
+from pasero.training import resolve_device, resolve_dtype
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodingOptions:
+    """How to search; the defaults are overridden by the model's, then by the caller's."""
+
+    beam_size: int = 5
+    nbest: int = 1
+    len_penalty: float = 1.0
+    max_len_a: float = 1.2
+    max_len_b: int = 10
+    min_len: int = 1
+    sampling: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    batch_size: int = 4096  # source tokens per batch (padding included)
+
+    def update(self, **options: Any) -> "DecodingOptions":
+        """A copy with `options` (None values ignored); unknown names are errors with suggestions."""
+        fields = [f.name for f in dataclasses.fields(self)]
+        for name in options:
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=2)
+                raise ConfigError(f"unknown decoding option '{name}'" +
+                                  (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        updated = dataclasses.replace(self, **{k: v for k, v in options.items() if v is not None})
+        if updated.batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive number of tokens, got {updated.batch_size}")
+        return updated
+
+    def search_options(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "batch_size"}
+
+
+def model_defaults(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Decoding defaults saved with the model, and an `inference.yaml` beside it, which wins (a
+    user can edit it to change the defaults without rewriting the checkpoint)."""
+    defaults = dict(ckpt.get("inference") or {})
+    yaml_path = path.parent / "inference.yaml"
+    if yaml_path.is_file():
+        try:
+            defaults.update(yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {})
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{yaml_path}: invalid YAML ({e.__class__.__name__})") from None
+    return defaults
+
+
+class TextGenerator:
+    def __init__(self, model, dictionary: Dictionary, tokenizer: Tokenizer | None, options: DecodingOptions,
+                 path: Path | None = None, ckpt: dict[str, Any] | None = None):
+        self.model, self.dictionary, self.tokenizer, self.options = model, dictionary, tokenizer, options
+        self.path, self.ckpt = path, ckpt or {}
+        self.device = next(model.parameters()).device
+        inference = self.ckpt.get("inference") or {}
+        self.source_lang, self.target_lang = inference.get("source_lang"), inference.get("target_lang")
+        self.bleu_tok = inference.get("bleu_tok", "13a")
+        # SentencePiece id -> dictionary id, to encode whole batches without going through strings.
+        self._piece_ids = (np.array([dictionary.index(p) for p in tokenizer.pieces], dtype=np.int64)
+                           if tokenizer is not None else None)
+
+    @classmethod
+    def build(cls, path: str | Path, device: str = "auto", dtype: str = "auto", **options: Any) -> "TextGenerator":
+        """Load a model file or folder (model.pt, else checkpoint_best.pt, else checkpoint_last.pt).
+
+        `options` override the model's decoding defaults (see DecodingOptions).
+        """
+        torch_device = resolve_device(device)
+        path = checkpoints.resolve_model_path(path)
+        model, ckpt = checkpoints.load_model(path, torch_device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        if dtype not in ("auto", "float32") and torch_dtype == torch.float32:
+            logger.warning("dtype %s ignored on %s: decoding in float32", dtype, torch_device)
+        model = model.to(torch_dtype).eval()
+        dictionary = Dictionary.from_symbols(ckpt["dictionary"])
+        if len(dictionary) != model.tgt_embed.num_embeddings:
+            raise CheckpointError(f"{path}: dictionary of {len(dictionary)} symbols does not match the model "
+                                  f"({model.tgt_embed.num_embeddings})")
+        tokenizer = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
+        defaults = {k: v for k, v in model_defaults(ckpt, path).items()
+                    if k in DecodingOptions.__dataclass_fields__}
+        decoding = DecodingOptions().update(**defaults).update(**options)
+        return cls(model, dictionary, tokenizer, decoding, path, ckpt)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Provenance of the model: checkpoint path, training steps and time, parameters."""
+        meta = dict(self.ckpt.get("meta") or {})
+        meta.setdefault("params", self.model.num_parameters())
+        if "step" in self.ckpt:
+            meta.setdefault("step", self.ckpt["step"])
+        return {"checkpoint": str(self.path.resolve()) if self.path else None, **meta}
+
+    # Text <-> ids ------------------------------------------------------------------------------
+
+    def tokenize(self, line: str) -> str:
+        """The pieces the model sees (space-separated); without tokenizer the input is already tokenized."""
+        return self.tokenizer.tokenize(line) if self.tokenizer is not None else " ".join(line.split())
+
+    def encode(self, lines: Sequence[str]) -> list[np.ndarray]:
+        """Dictionary ids of each line, eos appended, cut to the model's maximum source length."""
+        if self.tokenizer is not None:
+            encoded = [np.append(self._piece_ids[ids], self.dictionary.eos_idx) if ids else
+                       np.array([self.dictionary.eos_idx]) for ids in self.tokenizer.encode_batch(list(lines))]
+        else:
+            encoded = [self.dictionary.encode(line) for line in lines]
+        limit = self.model.cfg.max_positions
+        for i, ids in enumerate(encoded):
+            if len(ids) > limit:
+                logger.warning("input %d has %d tokens: truncated to the model's max_positions (%d)",
+                               i, len(ids), limit)
+                encoded[i] = np.append(ids[:limit - 1], self.dictionary.eos_idx)
+        return encoded
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """Hypothesis ids -> pieces, eos and padding removed."""
+        return self.dictionary.decode(ids).split()
+
+    def detokenize(self, pieces: Sequence[str]) -> str:
+        return self.tokenizer.detokenize(pieces) if self.tokenizer is not None else " ".join(pieces)
+
+    # Decoding ----------------------------------------------------------------------------------
+
+    def decode(self, *sentences: str | Sequence[str], return_scores: bool = False, return_attention: bool = False,
+               **options: Any) -> list[list[dict[str, Any]]]:
+        """Translate `sentences` (strings, or one list of them); per input, its n-best list of dicts:
+        tokens (pieces), detok (text), score (sum of log-probs), normalized_score (what the search
+        ranks by) and, on request, positional_scores (per token, eos included) and attention
+        (target x source tensor, eos included)."""
+        if len(sentences) == 1 and not isinstance(sentences[0], str):
+            sentences = tuple(sentences[0])
+        opts = self.options.update(**options)
+        return self.decode_ids(self.encode(sentences), opts, return_scores, return_attention)
+
+    def decode_ids(self, encoded: Sequence[np.ndarray], opts: DecodingOptions | None = None,
+                   return_scores: bool = False, return_attention: bool = False) -> list[list[dict[str, Any]]]:
+        opts = opts or self.options
+        sizes = np.array([len(ids) for ids in encoded], dtype=np.int64)
+        order = np.argsort(sizes, kind="stable")
+        results: list[list[dict[str, Any]]] = [[] for _ in encoded]
+        search_opts = opts.search_options()
+        for n, batch in enumerate(make_batches(order, sizes, sizes, opts.batch_size)):
+            src = search.collate_source([encoded[i] for i in batch], self.dictionary.pad_idx).to(self.device)
+            if opts.seed is not None:
+                search_opts["seed"] = opts.seed + n  # repeatable, yet different random draws per batch
+            hyps = search.generate(self.model, src, need_attention=return_attention, **search_opts)
+            for i, nbest in zip(batch.tolist(), hyps):
+                results[i] = [self._to_dict(h, return_scores, return_attention) for h in nbest]
+        return results
+
+    def _to_dict(self, hyp: search.Hypothesis, return_scores: bool, return_attention: bool) -> dict[str, Any]:
+        pieces = self.pieces(hyp.tokens.tolist())
+        out = {"tokens": pieces, "detok": self.detokenize(pieces), "score": hyp.score,
+               "normalized_score": hyp.normalized_score}
+        if return_scores:
+            out["positional_scores"] = hyp.positional_scores.tolist()
+        if return_attention:
+            out["attention"] = hyp.attention
+        return out
+

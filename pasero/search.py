@@ -1,0 +1,334 @@
+"""Batched search over the decoder's key/value cache: beam search, greedy decoding and sampling.
+
+Every sentence and every beam of a batch moves forward in one tensor batch: one decoder step,
+one top-k over beam x vocabulary, one gather to reorder the beams' histories and one index_select
+to reorder the cache. Python only loops over time steps. Sentences leave the batch as soon as
+they are finished, so a long sentence does not make the short ones pay for its steps.
+
+Conventions are fairseq's, so that results can be compared with `fairseq-generate`:
+- the decoder's first input is eos; hypotheses end with eos, which counts in their length;
+- a sentence of `src_len` tokens (eos included) gets at most `max_len_a * src_len + max_len_b`
+  tokens before eos (then eos is forced), and at least `min_len`;
+- a finished hypothesis is ranked by `score / length ** len_penalty`; a sentence is done when it
+  has `beam_size` finished hypotheses (only eos candidates among the top `beam_size` finish).
+The maximum length is computed per sentence (not per batch) so that a sentence's translation
+does not depend on which other sentences share its batch.
+
+Source tokens are right-padded with the pad index (1): positions start at 0 for every sentence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from pasero.errors import ConfigError
+
+PAD, EOS = 1, 2
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Hypothesis:
+    tokens: Tensor  # (T,) token ids, ending with eos
+    score: float  # sum of the tokens' log-probabilities (eos included)
+    normalized_score: float  # score / T ** len_penalty: what the search ranks by
+    positional_scores: Tensor  # (T,) log-probability of each token
+    attention: Tensor | None = None  # (T, src_len) cross-attention of the last decoder layer
+
+
+def collate_source(sentences: Sequence[Tensor | Sequence[int]], pad: int = PAD) -> Tensor:
+    """Right-pad token id sequences (each ending with eos) into one (B, S) batch."""
+    seqs = [torch.as_tensor(s, dtype=torch.long) for s in sentences]
+    batch = torch.full((len(seqs), max((len(s) for s in seqs), default=0)), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        batch[i, :len(s)] = s
+    return batch
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Dropout off during search (validation runs in the middle of training), restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def max_lengths(model, src_tokens: Tensor, max_len_a: float, max_len_b: int) -> Tensor:
+    """Per-sentence maximum number of target tokens before eos (within the model's positions)."""
+    src_lens = src_tokens.ne(model.padding_idx).sum(1)
+    max_lens = (max_len_a * src_lens.double() + max_len_b).long()
+    return max_lens.clamp(min=0, max=model.cfg.max_positions - 1)
+
+
+def constrain(lprobs: Tensor, step: int, min_len: int, force_eos: Tensor | None) -> Tensor:
+    """No padding; no eos before `min_len` tokens; only eos in rows that reached their maximum."""
+    lprobs[:, PAD] = NEG_INF
+    eos_lprobs = lprobs[:, EOS].clone()
+    if step < min_len:
+        lprobs[:, EOS] = NEG_INF
+    if force_eos is not None:
+        lprobs.masked_fill_(force_eos[:, None], NEG_INF)
+        lprobs[:, EOS] = torch.where(force_eos, eos_lprobs, lprobs[:, EOS])
+    return lprobs
+
+
+def _check(src_tokens: Tensor, min_len: int) -> None:
+    if src_tokens.dim() != 2:
+        raise ValueError(f"src_tokens must be (batch, length), got shape {tuple(src_tokens.shape)}")
+    if min_len < 0:
+        raise ConfigError(f"min_len must be >= 0, got {min_len}")
+
+
+def beam_search(model, src_tokens: Tensor, beam_size: int = 5, max_len_a: float = 1.2, max_len_b: int = 10,
+                min_len: int = 1, len_penalty: float = 1.0, nbest: int = 1,
+                need_attention: bool = False) -> list[list[Hypothesis]]:
+    """The `nbest` best hypotheses of each source sentence (right-padded (B, S) token ids), best first."""
+    _check(src_tokens, min_len)
+    if beam_size < 1 or not 1 <= nbest <= beam_size:
+        raise ConfigError(f"need 1 <= nbest ({nbest}) <= beam_size ({beam_size})")
+    bsz, k = src_tokens.size(0), beam_size
+    if bsz == 0:
+        return []
+    device = src_tokens.device
+    with eval_mode(model):
+        max_lens = max_lengths(model, src_tokens, max_len_a, max_len_b)
+        steps = int(max_lens.max()) + 1
+        encoder_out = model.encode(src_tokens)
+        cache = model.init_cache(encoder_out, steps)
+        encoder_out, cache = model.reorder(encoder_out, cache, torch.arange(bsz, device=device).repeat_interleave(k))
+
+        # State of the active sentences (b of them, b * k rows); `sent` maps them to the input order.
+        sent = torch.arange(bsz, device=device)
+        scores = torch.zeros(bsz, k, device=device)
+        scores[:, 1:] = NEG_INF  # all beams start identical: expand only the first one
+        prev = torch.full((bsz * k,), EOS, dtype=torch.long, device=device)
+        tokens = torch.full((bsz * k, steps), PAD, dtype=torch.long, device=device)
+        pos_scores = torch.zeros(bsz * k, steps, device=device)
+        src_len = src_tokens.size(1)
+        attn = torch.zeros(bsz * k, steps, src_len, device=device) if need_attention else None
+        # Finished hypotheses, per input sentence.
+        fin = _Finished(bsz, k, steps, src_len if need_attention else 0, device)
+
+        for step in range(steps):
+            logits, step_attn = model.decode_step(prev, encoder_out, cache, need_attention=need_attention)
+            lprobs = torch.log_softmax(logits.float(), dim=-1)
+            b, vocab = scores.size(0), lprobs.size(1)
+            force = (max_lens[sent] <= step).repeat_interleave(k)
+            lprobs = constrain(lprobs, step, min_len, force)
+            if attn is not None:
+                attn[:, step] = step_attn.float()
+
+            cand = (scores.unsqueeze(2) + lprobs.view(b, k, vocab)).view(b, k * vocab)
+            cand_scores, cand_idx = cand.topk(min(2 * k, k * vocab), dim=1)
+            cand_rows = cand_idx.div(vocab, rounding_mode="floor") + torch.arange(b, device=device)[:, None] * k
+            cand_tokens = cand_idx.remainder(vocab)
+            cand_eos = cand_tokens.eq(EOS) & cand_scores.isfinite()
+
+            # Eos among the best k candidates finishes a hypothesis.
+            fin_mask = cand_eos[:, :k]
+            if fin_mask.any():
+                fin.add(sent, fin_mask, cand_rows[:, :k], cand_scores[:, :k], step, len_penalty,
+                        tokens, pos_scores, lprobs[:, EOS], attn)
+            done = fin.count[sent].ge(k) | max_lens[sent].le(step)
+            if done.all():
+                break
+
+            # The k best candidates that do not end with eos carry on.
+            order = cand_eos.long() * cand.size(1) + torch.arange(cand_eos.size(1), device=device)
+            keep = order.topk(k, dim=1, largest=False).indices
+            rows = cand_rows.gather(1, keep)
+            new_tokens = cand_tokens.gather(1, keep)
+            scores = cand_scores.gather(1, keep)
+            new_pos = lprobs[rows.view(-1), new_tokens.view(-1)]
+            if done.any():  # finished sentences leave the batch
+                rows, new_tokens, scores, new_pos = rows[~done], new_tokens[~done], scores[~done], \
+                    new_pos.view(b, k)[~done]
+                sent = sent[~done]
+                encoder_out, cache = model.reorder(encoder_out, cache, rows.view(-1))
+            else:
+                model.reorder_self_attention(cache, rows.view(-1))
+            rows = rows.view(-1)
+            tokens, pos_scores = tokens.index_select(0, rows), pos_scores.index_select(0, rows)
+            tokens[:, step], pos_scores[:, step] = new_tokens.view(-1), new_pos.view(-1)
+            if attn is not None:
+                attn = attn.index_select(0, rows)
+            prev = new_tokens.view(-1)
+        return fin.results(src_tokens.ne(model.padding_idx).sum(1), nbest)
+
+
+class _Finished:
+    """Finished hypotheses of every input sentence in fixed-size tensors (no per-beam Python objects)."""
+
+    def __init__(self, bsz: int, k: int, steps: int, src_len: int, device: torch.device):
+        self.k = k
+        self.count = torch.zeros(bsz, dtype=torch.long, device=device)
+        self.tokens = torch.full((bsz, k, steps), PAD, dtype=torch.long, device=device)
+        self.pos_scores = torch.zeros(bsz, k, steps, device=device)
+        self.scores = torch.full((bsz, k), NEG_INF, device=device)
+        self.normalized = torch.full((bsz, k), NEG_INF, device=device)
+        self.lengths = torch.zeros(bsz, k, dtype=torch.long, device=device)
+        self.attn = torch.zeros(bsz, k, steps, src_len, device=device) if src_len else None
+
+    def add(self, sent: Tensor, mask: Tensor, rows: Tensor, scores: Tensor, step: int, len_penalty: float,
+            tokens: Tensor, pos_scores: Tensor, eos_lprobs: Tensor, attn: Tensor | None) -> None:
+        """Store the candidates in `mask` (active sentence x candidate) that end with eos at `step`."""
+        slot = self.count[sent][:, None] + mask.long().cumsum(1) - 1
+        mask = mask & slot.lt(self.k)  # at most k finished hypotheses per sentence
+        b_idx, c_idx = mask.nonzero(as_tuple=True)
+        sent_idx, slot_idx, row = sent[b_idx], slot[b_idx, c_idx], rows[b_idx, c_idx]
+        hyp_tokens = tokens[row]
+        hyp_tokens[:, step] = EOS
+        hyp_pos = pos_scores[row]
+        hyp_pos[:, step] = eos_lprobs[row]
+        self.tokens[sent_idx, slot_idx] = hyp_tokens
+        self.pos_scores[sent_idx, slot_idx] = hyp_pos
+        self.scores[sent_idx, slot_idx] = scores[b_idx, c_idx]
+        self.normalized[sent_idx, slot_idx] = scores[b_idx, c_idx] / (step + 1) ** len_penalty
+        self.lengths[sent_idx, slot_idx] = step + 1
+        if self.attn is not None:
+            self.attn[sent_idx, slot_idx] = attn[row]
+        self.count.index_add_(0, sent_idx, torch.ones_like(sent_idx))
+
+    def results(self, src_lens: Tensor, nbest: int) -> list[list[Hypothesis]]:
+        order = self.normalized.argsort(dim=1, descending=True, stable=True)[:, :nbest]
+        pick = lambda t: t.gather(1, order.view(order.shape + (1,) * (t.dim() - 2)).expand(  # noqa: E731
+            order.shape + t.shape[2:])).cpu()
+        tokens, pos, scores, norm, lengths = (pick(t) for t in (self.tokens, self.pos_scores, self.scores,
+                                                                 self.normalized, self.lengths))
+        attn = pick(self.attn) if self.attn is not None else None
+        src_lens = src_lens.tolist()
+        out = []
+        for i, count in enumerate(self.count.clamp(max=nbest).tolist()):
+            out.append([Hypothesis(tokens[i, j, :n].clone(), float(scores[i, j]), float(norm[i, j]),
+                                   pos[i, j, :n].clone(),
+                                   attn[i, j, :n, :src_lens[i]].clone() if attn is not None else None)
+                        for j, n in enumerate(lengths[i, :count].tolist())])
+        return out
+
+
+def greedy_search(model, src_tokens: Tensor, max_len_a: float = 1.2, max_len_b: int = 10, min_len: int = 1,
+                  len_penalty: float = 1.0, need_attention: bool = False) -> list[list[Hypothesis]]:
+    """The most probable next token at every step: beam search with one beam, without its bookkeeping."""
+    return _sequential(model, src_tokens, 1, _argmax, 1.0, max_len_a, max_len_b, min_len, len_penalty,
+                       need_attention)
+
+
+def sample(model, src_tokens: Tensor, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
+           top_p: float = 1.0, seed: int | None = None, max_len_a: float = 1.2, max_len_b: int = 10,
+           min_len: int = 1, len_penalty: float = 1.0, need_attention: bool = False) -> list[list[Hypothesis]]:
+    """`num_samples` independent samples per sentence, best normalized score first.
+
+    Tokens are drawn from softmax(logits / temperature), restricted to the `top_k` most probable
+    tokens (0: all) and to the smallest set whose probability reaches `top_p` (nucleus sampling).
+    Scores are log-probabilities under softmax(logits / temperature). A `seed` makes it repeatable.
+    """
+    if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1 or num_samples < 1:
+        raise ConfigError(f"sampling needs temperature > 0, top_k >= 0, 0 < top_p <= 1 and num_samples >= 1 "
+                          f"(got {temperature}, {top_k}, {top_p}, {num_samples})")
+    generator = torch.Generator(device=src_tokens.device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+
+    def choose(lprobs: Tensor) -> Tensor:
+        if top_k:
+            kth = lprobs.topk(min(top_k, lprobs.size(1)), dim=1).values[:, -1:]
+            lprobs = lprobs.masked_fill(lprobs < kth, NEG_INF)
+        if top_p < 1:
+            sorted_lprobs, sorted_idx = lprobs.sort(dim=1, descending=True)
+            probs = sorted_lprobs.exp()
+            outside = (probs.cumsum(1) - probs) >= top_p  # the mass before this token already reaches top_p
+            lprobs = lprobs.scatter(1, sorted_idx, sorted_lprobs.masked_fill(outside, NEG_INF))
+        return torch.multinomial(lprobs.exp(), 1, generator=generator).squeeze(1)
+
+    return _sequential(model, src_tokens, num_samples, choose, temperature, max_len_a, max_len_b, min_len,
+                       len_penalty, need_attention)
+
+
+def _argmax(lprobs: Tensor) -> Tensor:
+    return lprobs.argmax(dim=1)
+
+
+def _sequential(model, src_tokens: Tensor, copies: int, choose, temperature: float, max_len_a: float,
+                max_len_b: int, min_len: int, len_penalty: float, need_attention: bool) -> list[list[Hypothesis]]:
+    """Extend `copies` hypotheses per sentence one token at a time, each on its own (greedy, sampling)."""
+    _check(src_tokens, min_len)
+    bsz, src_len, device = src_tokens.size(0), src_tokens.size(1), src_tokens.device
+    if bsz == 0:
+        return []
+    n = bsz * copies
+    with eval_mode(model):
+        max_lens = max_lengths(model, src_tokens, max_len_a, max_len_b).repeat_interleave(copies)
+        steps = int(max_lens.max()) + 1
+        encoder_out = model.encode(src_tokens)
+        cache = model.init_cache(encoder_out, steps)
+        if copies > 1:
+            encoder_out, cache = model.reorder(encoder_out, cache,
+                                               torch.arange(bsz, device=device).repeat_interleave(copies))
+        active = torch.arange(n, device=device)  # output row of each row of the batch
+        prev = torch.full((n,), EOS, dtype=torch.long, device=device)
+        tokens = torch.full((n, steps), PAD, dtype=torch.long, device=device)
+        pos_scores = torch.zeros(n, steps, device=device)
+        lengths = torch.full((n,), steps, dtype=torch.long, device=device)
+        attn = torch.zeros(n, steps, src_len, device=device) if need_attention else None
+
+        for step in range(steps):
+            logits, step_attn = model.decode_step(prev, encoder_out, cache, need_attention=need_attention)
+            logits = logits.float() / temperature if temperature != 1.0 else logits.float()
+            lprobs = constrain(torch.log_softmax(logits, dim=-1), step, min_len, max_lens[active].le(step))
+            next_tokens = choose(lprobs)
+            tokens[active, step] = next_tokens
+            pos_scores[active, step] = lprobs.gather(1, next_tokens[:, None]).squeeze(1)
+            if attn is not None:
+                attn[active, step] = step_attn.float()
+            finished = next_tokens.eq(EOS)
+            if finished.any():
+                lengths[active[finished]] = step + 1
+                if finished.all():
+                    break
+                keep = (~finished).nonzero().squeeze(1)
+                encoder_out, cache = model.reorder(encoder_out, cache, keep)
+                active, next_tokens = active[keep], next_tokens[keep]
+            prev = next_tokens
+
+        src_lens = src_tokens.ne(model.padding_idx).sum(1).repeat_interleave(copies).tolist()
+        tokens, pos_scores, lengths = tokens.cpu(), pos_scores.cpu(), lengths.tolist()
+        attn = attn.cpu() if attn is not None else None
+        hyps = []
+        for i, length in enumerate(lengths):
+            score = float(pos_scores[i, :length].sum())
+            hyps.append(Hypothesis(tokens[i, :length].clone(), score, score / length ** len_penalty,
+                                   pos_scores[i, :length].clone(),
+                                   attn[i, :length, :src_lens[i]].clone() if attn is not None else None))
+        return [sorted(hyps[i:i + copies], key=lambda h: -h.normalized_score) for i in range(0, n, copies)]
+
+
+def generate(model, src_tokens: Tensor | Sequence[Sequence[int]], beam_size: int = 5, nbest: int = 1,
+             max_len_a: float = 1.2, max_len_b: int = 10, min_len: int = 1, len_penalty: float = 1.0,
+             sampling: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             seed: int | None = None, need_attention: bool = False) -> list[list[Hypothesis]]:
+    """One entry point for every search: beam search, greedy when beam_size is 1, or `nbest` samples.
+
+    `src_tokens`: right-padded (B, S) ids on the model's device, or a list of id sequences.
+    Returns, per sentence in input order, its hypotheses best first.
+    """
+    if not isinstance(src_tokens, Tensor):
+        src_tokens = collate_source(src_tokens, model.padding_idx).to(next(model.parameters()).device)
+    common = dict(max_len_a=max_len_a, max_len_b=max_len_b, min_len=min_len, len_penalty=len_penalty,
+                  need_attention=need_attention)
+    if sampling:
+        return sample(model, src_tokens, num_samples=nbest, temperature=temperature, top_k=top_k, top_p=top_p,
+                      seed=seed, **common)
+    if beam_size == 1 and nbest == 1:
+        return greedy_search(model, src_tokens, **common)
+    return beam_search(model, src_tokens, beam_size=beam_size, nbest=nbest, **common)

@@ -1,0 +1,363 @@
+"""SentencePiece BPE tokenizer, with Pasero's inline casing and language-code tokens.
+
+The model is trained with the `sentencepiece` library, configured so that tokenization is
+lossless: identity normalization (NFKC is an option, applied here before SentencePiece),
+byte fallback for characters outside the vocabulary, and whitespace handled by this module
+(no dummy prefix, no whitespace clean-up inside SentencePiece). Hence, for every line `x`:
+
+    detokenize(tokenize(x)) == normalize(x)
+
+where `normalize` applies NFKC (if enabled), turns `▁` (SentencePiece's space symbol) and,
+with inline casing, the literal markers `<T>`/`<U>` into spaces, and collapses whitespace.
+
+A tokenizer directory holds `spm.model`, `spm.vocab` (for reading) and `settings.yaml`.
+`to_state()` embeds the whole tokenizer in a checkpoint, so a model file is self-contained.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import itertools
+import logging
+import os
+import re
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import sentencepiece as spm
+import yaml
+
+from pasero import casing
+from pasero.errors import ConfigError, DataError
+from pasero.files import atomic_output, count_lines
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "spm.model"
+VOCAB_FILE = "spm.vocab"
+SETTINGS_FILE = "settings.yaml"
+STATE_VERSION = 1
+_BYTE_PIECE = re.compile(r"<0x([0-9A-F]{2})>")
+_UNK_SURFACE = " \u2047 "  # what SentencePiece prints for an unknown piece
+
+
+@dataclass
+class TokenizerSettings:
+    """What a tokenizer was trained with; saved as settings.yaml and inside checkpoints."""
+
+    vocab_size: int
+    inline_case: bool = False
+    nfkc: bool = False
+    lang_codes: list[str] = field(default_factory=list)
+    character_coverage: float = 0.9995
+    sample_size: int = 1_000_000
+    seed: int = 1
+    inputs: list[str] = field(default_factory=list)
+    model_type: str = "bpe"
+
+
+def lang_token(code: str) -> str:
+    """The vocabulary token of a language code: `en` -> `<lang:en>` (tokens pass through)."""
+    return code if code.startswith("<") and code.endswith(">") else f"<lang:{code}>"
+
+
+class Tokenizer:
+    def __init__(self, model_proto: bytes, settings: TokenizerSettings):
+        self.settings = settings
+        self._model_proto = bytes(model_proto)
+        self._sp = spm.SentencePieceProcessor()
+        try:
+            self._sp.LoadFromSerializedProto(self._model_proto)
+        except Exception as e:  # sentencepiece raises bare RuntimeError/OSError
+            raise DataError(f"invalid SentencePiece model: {e}") from None
+        size = self._sp.get_piece_size()
+        self.pieces: list[str] = [self._sp.id_to_piece(i) for i in range(size)]
+        self._index = {p: i for i, p in enumerate(self.pieces)}
+        self.byte_ids = {i for i in range(size) if self._sp.is_byte(i)}
+        self.special_ids = {i for i in range(size) if self._sp.is_unknown(i) or self._sp.is_control(i)}
+        # Surface length of each piece in characters: `▁` stands for one space; a byte piece
+        # counts 1 if it starts a UTF-8 character, 0 if it continues one.
+        self._lengths = [len(p) for p in self.pieces]
+        for i in self.byte_ids:
+            self._lengths[i] = int(not 0x80 <= self.byte_value(i) < 0xC0)
+        self._case: casing.InlineCase | None = None
+        self._marker_ids: dict[str, int] = {}
+        if settings.inline_case:
+            chars = [p for i, p in enumerate(self.pieces) if len(p) == 1 and i not in self.byte_ids]
+            self._case = casing.InlineCase(chars)
+            self._marker_ids = {m: self._index[m] for m in casing.MARKERS}
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        inputs: Sequence[str | Path],
+        output_dir: str | Path,
+        vocab_size: int,
+        inline_case: bool = False,
+        nfkc: bool = False,
+        lang_codes: Sequence[str] = (),
+        character_coverage: float = 0.9995,
+        sample_size: int = 1_000_000,
+        seed: int = 1,
+        threads: int | None = None,
+    ) -> Tokenizer:
+        """Train a BPE model on a random sample of lines of `inputs` (jointly) and save it.
+
+        Sampling keeps training time bounded on large corpora: the same `sample_size`
+        sentences are drawn whatever the corpus size, uniformly over all input lines.
+        """
+        if vocab_size < 1:
+            raise ConfigError(f"--vocab-size must be positive, not {vocab_size}")
+        settings = TokenizerSettings(
+            vocab_size=vocab_size, inline_case=inline_case, nfkc=nfkc,
+            lang_codes=[lang_token(c) for c in lang_codes], character_coverage=character_coverage,
+            sample_size=sample_size, seed=seed, inputs=[str(p) for p in inputs],
+        )
+        start = time.perf_counter()
+        sample = list(_sample_lines(inputs, sample_size, seed))
+        if not sample:
+            raise DataError(f"{', '.join(map(str, inputs))}: no text to train a tokenizer on")
+        normalize = _Normalizer(nfkc, inline_case)
+        fold = casing.fold_for_training if inline_case else (lambda s: s)
+        sentences = [" " + fold(s) for s in map(normalize, sample) if s]
+        del sample
+        user_symbols = (list(casing.MARKERS) if inline_case else []) + settings.lang_codes
+        model = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences), model_writer=model, model_type="bpe",
+                vocab_size=vocab_size, character_coverage=character_coverage, byte_fallback=True,
+                normalization_rule_name="identity", add_dummy_prefix=False,
+                remove_extra_whitespaces=False, split_by_whitespace=True,
+                user_defined_symbols=user_symbols, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
+                input_sentence_size=0, num_threads=threads or os.cpu_count() or 1, minloglevel=2,
+                max_sentence_length=1 << 16,
+            )
+        except RuntimeError as e:
+            raise ConfigError(_explain_training_error(str(e), vocab_size)) from None
+        tokenizer = cls(model.getvalue(), settings)
+        tokenizer.save(output_dir)
+        logger.info(
+            "trained a %d-piece BPE tokenizer on %d sentences in %.1fs -> %s",
+            len(tokenizer), len(sentences), time.perf_counter() - start, output_dir,
+        )
+        return tokenizer
+
+    def save(self, output_dir: str | Path) -> None:
+        """Write spm.model, spm.vocab and settings.yaml (last: its presence means complete)."""
+        output_dir = Path(output_dir)
+        with atomic_output(output_dir / MODEL_FILE, "wb") as f:
+            f.write(self._model_proto)
+        with atomic_output(output_dir / VOCAB_FILE) as f:
+            for i, piece in enumerate(self.pieces):
+                f.write(f"{piece}\t{self._sp.get_score(i):g}\n")
+        with atomic_output(output_dir / SETTINGS_FILE) as f:
+            yaml.safe_dump(asdict(self.settings), f, sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        path = Path(path)
+        model_path, settings_path = path / MODEL_FILE, path / SETTINGS_FILE
+        if not model_path.is_file() or not settings_path.is_file():
+            raise DataError(
+                f"{path}: not a tokenizer (expected {MODEL_FILE} and {SETTINGS_FILE}); "
+                "build one with pasero-build-tokenizer"
+            )
+        try:
+            settings = yaml.safe_load(settings_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise DataError(f"{settings_path}: invalid YAML ({e.__class__.__name__})") from None
+        return cls(model_path.read_bytes(), _settings_from_dict(settings, settings_path))
+
+    def to_state(self) -> dict[str, Any]:
+        """A `torch.load(weights_only=True)`-safe description: settings + model bytes as uint8."""
+        import torch
+
+        model = torch.frombuffer(bytearray(self._model_proto), dtype=torch.uint8).clone()
+        return {"type": "sentencepiece", "version": STATE_VERSION,
+                "settings": asdict(self.settings), "model": model}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Tokenizer:
+        if not isinstance(state, dict) or state.get("type") != "sentencepiece" or "model" not in state:
+            raise DataError("checkpoint has no SentencePiece tokenizer state")
+        model = state["model"]
+        proto = model.numpy().tobytes() if hasattr(model, "numpy") else bytes(model)
+        return cls(proto, _settings_from_dict(state.get("settings"), "checkpoint tokenizer"))
+
+    def __reduce__(self):  # worker processes receive the model bytes, not the C++ object
+        return (Tokenizer, (self._model_proto, self.settings))
+
+    # -- tokenization ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    @property
+    def inline_case(self) -> bool:
+        return self.settings.inline_case
+
+    @property
+    def user_symbols(self) -> list[str]:
+        """Case markers and language codes: tokens a dictionary must keep even if unseen."""
+        return (list(casing.MARKERS) if self.inline_case else []) + list(self.settings.lang_codes)
+
+    def normalize(self, text: str) -> str:
+        return _Normalizer(self.settings.nfkc, self.settings.inline_case)(text)
+
+    def tokenize(self, line: str) -> str:
+        """One line of text -> its space-separated pieces."""
+        return " ".join(map(self.pieces.__getitem__, self.encode_batch([line])[0]))
+
+    def encode_batch(self, lines: Sequence[str], threads: int = 1) -> list[list[int]]:
+        """Lines -> SentencePiece ids (case markers included). Batched for speed."""
+        normalize = _Normalizer(self.settings.nfkc, self.settings.inline_case)
+        texts = [" " + t if t else "" for t in map(normalize, lines)]
+        if self._case is None:
+            return self._sp.encode(texts, out_type=int, num_threads=threads)
+        return self._encode_cased(texts, threads)
+
+    def _encode_cased(self, texts: list[str], threads: int) -> list[list[int]]:
+        case = self._case
+        segments: list[str] = []
+        counts: list[int] = []
+        lowered: list[str] = []
+        for text in texts:
+            if not case.has_upper(text):
+                low, points = text, []
+            else:
+                low, points = case.lower(text), case.split_points(text)
+            bounds = [0, *points, len(low)]
+            segments.extend(low[a:b] for a, b in zip(bounds, bounds[1:]))
+            counts.append(len(bounds) - 1)
+            lowered.append(low)
+        encoded = iter(self._sp.encode(segments, out_type=int, num_threads=threads))
+        result = []
+        for text, low, n in zip(texts, lowered, counts):
+            ids = next(encoded) if n == 1 else list(itertools.chain.from_iterable(itertools.islice(encoded, n)))
+            result.append(ids if low is text else self._add_markers(text, low, ids))
+        return result
+
+    def _add_markers(self, text: str, low: str, ids: list[int]) -> list[int]:
+        """Insert a marker after each piece whose original surface has upper-case letters."""
+        lengths = self._lengths
+        ends = list(itertools.accumulate(lengths[i] for i in ids))
+        markers: dict[int, int] = {}
+        for pos in self._case.upper_positions(text):
+            k = bisect.bisect_right(ends, pos)
+            if k not in markers:
+                start = ends[k] - lengths[ids[k]]
+                marker = self._case.marker(text[start:ends[k]], low[start:ends[k]], text, pos)
+                markers[k] = self._marker_ids[marker]
+        out: list[int] = []
+        for k, i in enumerate(ids):
+            out.append(i)
+            if k in markers:
+                out.append(markers[k])
+        return out
+
+    def detokenize(self, pieces: str | Sequence[str]) -> str:
+        """Space-separated pieces (or a list) -> text; restores inline casing.
+
+        Robust to model output: stray markers are ignored, unknown tokens print as `⁇`.
+        """
+        if isinstance(pieces, str):
+            pieces = pieces.split()
+        out: list[str] = []
+        pending = bytearray()  # consecutive byte pieces form UTF-8 characters together
+        last_text = -1  # index in `out` of the last piece a marker may apply to
+        for piece in pieces:
+            i = self._index.get(piece)
+            if i in self.byte_ids:
+                pending.append(self.byte_value(i))
+                continue
+            if pending:
+                out.append(pending.decode("utf-8", errors="replace"))
+                pending.clear()
+                last_text = -1
+            if piece in self._marker_ids:
+                if last_text >= 0:
+                    out[last_text] = self._case.restore(out[last_text], piece)
+                last_text = -1
+            elif i is None or i in self.special_ids:
+                out.append(_UNK_SURFACE)
+                last_text = -1
+            else:
+                out.append(piece)
+                last_text = len(out) - 1
+        if pending:
+            out.append(pending.decode("utf-8", errors="replace"))
+        return " ".join("".join(out).replace("\u2581", " ").split())
+
+    def byte_value(self, i: int) -> int:
+        return int(_BYTE_PIECE.fullmatch(self.pieces[i]).group(1), 16)
+
+
+class _Normalizer:
+    """The text normalization under which tokenization round-trips (see the module doc)."""
+
+    def __init__(self, nfkc: bool, inline_case: bool):
+        self.nfkc = nfkc
+        self.inline_case = inline_case
+
+    def __call__(self, text: str) -> str:
+        if self.nfkc and not text.isascii():
+            text = unicodedata.normalize("NFKC", text)
+        if "\u2581" in text:
+            text = text.replace("\u2581", " ")
+        if self.inline_case and "<" in text:
+            text = text.replace(casing.TITLE, " ").replace(casing.UPPER, " ")
+        return " ".join(text.split())
+
+
+def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int) -> Iterator[str]:
+    """A uniform random sample of `size` lines over all inputs (in file order)."""
+    paths = [Path(p) for p in inputs]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+    counts = [count_lines(p) for p in paths]
+    total = sum(counts)
+    if size <= 0 or size >= total:
+        chosen = None
+    else:
+        chosen = np.zeros(total, dtype=bool)
+        chosen[np.random.default_rng(seed).choice(total, size, replace=False)] = True
+    offset = 0
+    for path, count in zip(paths, counts):
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                if chosen is None or chosen[offset + lineno - 1]:
+                    try:
+                        yield raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise DataError(
+                            f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as UTF-8"
+                        ) from None
+        offset += count
+
+
+def _settings_from_dict(data: Any, origin: Any) -> TokenizerSettings:
+    if not isinstance(data, dict) or "vocab_size" not in data:
+        raise DataError(f"{origin}: tokenizer settings lack 'vocab_size'")
+    known = TokenizerSettings.__dataclass_fields__
+    return TokenizerSettings(**{k: v for k, v in data.items() if k in known})
+
+
+def _explain_training_error(message: str, vocab_size: int) -> str:
+    match = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", message)
+    if match:
+        return (f"--vocab-size {vocab_size} is too large for this training text: "
+                f"use --vocab-size {match.group(2)} or less, or more text")
+    match = re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", message)
+    if match:
+        return (f"--vocab-size {vocab_size} is too small: the text needs at least {match.group(2)} "
+                "pieces for its characters, bytes and special tokens")
+    return "SentencePiece training failed: " + message.strip().splitlines()[-1]

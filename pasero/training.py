@@ -1,0 +1,402 @@
+"""The training loop: updates, validation, checkpoints, resume and clean interruption.
+
+Design choices that make a run reproducible and resumable bit for bit (on CPU, same seed):
+- the batches are a pure function of (seed, epoch) and the data position is saved (batching.py);
+- dropout is seeded per batch from (seed, update, batch index in the update), so the masks do not
+  depend on what ran before (validation, a restart) nor on how many processes share the update;
+- optimizer, scheduler, scaler and RNG states are saved with every checkpoint.
+An update always sums the loss over `virtual_dp_size` batches (split across processes, the rest by
+gradient accumulation) and divides the gradient by their total number of target tokens, so the
+number of GPUs changes the speed but not the result.
+
+Exit codes of `Trainer.run`: 0 finished (or already finished), EXIT_INTERRUPTED (3) when a signal
+(SIGTERM, SIGINT, SIGUSR2: SLURM preemption or time limit) stopped training after saving
+checkpoint_last.pt; rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pasero import __version__, checkpoints, distributed
+from pasero.batching import BatchIterator, fixed_batches, open_pair, shard
+from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
+from pasero.dictionary import Dictionary
+from pasero.errors import CheckpointError, DataError
+from pasero.files import atomic_output
+from pasero.model import Transformer
+from pasero.optim import InverseSqrtSchedule, build_optimizer
+from pasero.train_config import TrainConfig, save_config
+
+logger = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 3
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+TRAINING_ONLY_FIELDS = ("dropout", "attention_dropout", "activation_dropout")
+RUN_FILES = ("checkpoint*.pt", ".checkpoint*.tmp", "train.jsonl", "train.log", "config.yaml", "inference.yaml")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DataError("device 'cuda' requested but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Autocast dtype: float32 on CPU; bfloat16 on CUDA when supported, else float16."""
+    if device.type != "cuda" or name == "float32":
+        return torch.float32
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return getattr(torch, name)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, reset: bool = False):
+        self.cfg, self.reset = cfg, reset
+        self.model_dir = Path(cfg.model_dir)
+        self.step, self.train_seconds, self.stop_signal = 0, 0.0, 0
+        self.metrics: dict[str, Any] = {"valid": {}, "best": None, "best_step": None, "bad_validations": 0,
+                                        "history": {}}
+        self._window = self._new_window()
+
+    # Set-up ------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device)
+        self.dist = distributed.init(self.device.type)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.amp_dtype = resolve_dtype(cfg.dtype, self.device)
+        self.model_config = cfg.model_config()
+        self._load_inputs()
+        if self.reset and self.dist.is_master:
+            for pattern in RUN_FILES:
+                for path in self.model_dir.glob(pattern):
+                    path.unlink()
+        distributed.barrier()
+        resumed = checkpoints.load_resume_checkpoint(self.model_dir) if self.model_dir.is_dir() else None
+        init = resumed or (self._load_continue() if cfg.continue_from else None)
+        if init:
+            checkpoints.check_dictionary(init[0], self.dictionary.symbols, init[1], self.dict_path)
+            self._check_model_config(*init)
+        torch.manual_seed(cfg.seed)
+        model = Transformer(self.model_config, len(self.dictionary), len(self.dictionary))
+        if init:
+            model.load_state_dict(init[0]["model"])
+        self.raw_model = model.to(self.device)
+        self.num_params = model.num_parameters()
+        self.optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, tuple(cfg.adam_betas),
+                                         cfg.adam_eps, cfg.weight_decay)
+        self.scheduler = InverseSqrtSchedule(self.optimizer, cfg.lr, cfg.warmup, cfg.warmup_init_lr, cfg.lr_scheduler)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.accum = max(1, cfg.virtual_dp_size // self.dist.world_size)
+        if self.accum * self.dist.world_size != cfg.virtual_dp_size:
+            logger.warning("virtual_dp_size %d is not a multiple of the %d processes: %d batches per update",
+                           cfg.virtual_dp_size, self.dist.world_size, self.accum * self.dist.world_size)
+        self.iterator = BatchIterator(self.train_data, cfg.batch_size, cfg.seed, self.accum * self.dist.world_size)
+        self.criterion = LabelSmoothedCrossEntropy(cfg.label_smoothing, self.raw_model.padding_idx)
+        if resumed:
+            self._restore(*resumed)
+        if self.dist.is_master:
+            self._prepare_model_dir()
+        self.model = self.raw_model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.raw_model, device_ids=ids)
+        logger.info("model %s: %s parameters; %d training pairs (%d skipped), %d valid pairs; device %s (%s), "
+                    "%d process(es) x %d accumulated batches of %d tokens", cfg.arch, f"{self.num_params:,}",
+                    len(self.train_data), self.train_data.num_skipped, len(self.valid_data), self.device,
+                    str(self.amp_dtype).replace("torch.", ""), self.dist.world_size, self.accum, cfg.batch_size)
+
+    def _load_inputs(self) -> None:
+        cfg = self.cfg
+        self.dict_path = Path(cfg.dict) if cfg.dict else Path(cfg.data_dir) / "dict.txt"
+        if not self.dict_path.is_file():
+            raise DataError(f"{self.dict_path}: dictionary not found (set the 'dict' option)")
+        self.dictionary = Dictionary.load(self.dict_path)
+        self.tokenizer = None
+        if cfg.tokenizer:
+            from pasero.tokenizer import Tokenizer
+            if not Path(cfg.tokenizer).is_dir():
+                raise DataError(f"{cfg.tokenizer}: tokenizer folder not found (set the 'tokenizer' option)")
+            self.tokenizer = Tokenizer.load(cfg.tokenizer)
+        limit = self.model_config.max_positions
+        src, tgt = cfg.source_lang, cfg.target_lang
+        self.train_data = open_pair(cfg.data_dir, cfg.train_split, src, tgt, max_source_len=min(cfg.max_source_len, limit),
+                                    max_target_len=min(cfg.max_target_len, limit), max_len_ratio=cfg.max_len_ratio)
+        self.valid_data = open_pair(cfg.data_dir, cfg.valid_split, src, tgt, max_source_len=limit,
+                                    max_target_len=limit)
+
+    def _load_continue(self) -> tuple[dict[str, Any], Path]:
+        path = checkpoints.resolve_model_path(self.cfg.continue_from)
+        logger.info("initializing the model from %s", path)
+        return checkpoints.load_checkpoint(path), path
+
+    def _check_model_config(self, ckpt: dict[str, Any], path: Path) -> None:
+        saved, now = ckpt.get("model_config", {}), dataclasses.asdict(self.model_config)
+        diff = [f"{k}: {saved.get(k)} vs {v}" for k, v in now.items()
+                if saved.get(k) != v and k not in TRAINING_ONLY_FIELDS]
+        if diff:
+            raise CheckpointError(f"{path} is a different model ({'; '.join(diff)} in the checkpoint vs the config); "
+                                  f"use --reset or another model_dir")
+
+    def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        self.step = int(ckpt["step"])
+        self.metrics = ckpt.get("metrics") or self.metrics
+        self.train_seconds = float((ckpt.get("meta") or {}).get("train_seconds", 0.0))
+        if self.cfg.reset_optimizer:
+            logger.info("resetting the optimizer state")
+        else:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.iterator.load_state_dict(ckpt["data_state"])
+        checkpoints.set_rng_state(ckpt["rng"])
+        logger.info("resumed from %s (step %d, epoch %d)", path, self.step, self.iterator.epoch)
+
+    def _prepare_model_dir(self) -> None:
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.model_dir)
+        log = self.model_dir / "train.jsonl"
+        if log.is_file():  # forget what was logged after the checkpoint we resume from
+            rows = [line for line in log.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= self.step]
+            with atomic_output(log) as f:
+                f.write("".join(row + "\n" for row in rows))
+
+    # Training ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Set up (or resume) and train; returns the exit code (module docstring)."""
+        log_file = None
+        handlers = {}
+        try:
+            self.setup()
+            if self.dist.is_master:  # a copy of the log next to the checkpoints (survives the job)
+                log_file = logging.FileHandler(self.model_dir / "train.log", encoding="utf-8")
+                log_file.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
+                logging.getLogger("pasero").addHandler(log_file)
+            handlers = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+            return self.train()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            if log_file is not None:
+                logging.getLogger("pasero").removeHandler(log_file)
+                log_file.close()
+            distributed.cleanup()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        logger.warning("received %s: stopping after this update", signal.Signals(signum).name)
+        self.stop_signal = signum
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+    def finished(self) -> bool:
+        cfg = self.cfg
+        return ((cfg.max_steps is not None and self.step >= cfg.max_steps)
+                or (cfg.max_epochs is not None and self.iterator.epoch > cfg.max_epochs)
+                or (cfg.patience > 0 and self.metrics["bad_validations"] >= cfg.patience))
+
+    def train(self) -> int:
+        if self.finished():
+            logger.info("training already finished (step %d)", self.step)
+            return 0
+        while not self.finished():
+            stop = self.train_step(self.iterator.next_step())
+            if self.step % self.cfg.log_interval == 0:
+                self._log_train()
+            if self.step % self.cfg.valid_interval == 0:
+                self.validate_and_save()
+                stop = stop or self._agree(bool(self.stop_signal))
+            if stop:
+                if self.step % self.cfg.valid_interval:
+                    self.save(step_file=False)
+                logger.warning("training interrupted at step %d; rerun the same command to resume", self.step)
+                return EXIT_INTERRUPTED
+        if self.metrics.get("valid", {}).get("step") != self.step:
+            self.validate_and_save()
+        logger.info("training finished at step %d (epoch %d); best %s %.4g at step %s", self.step,
+                    self.iterator.epoch, self.cfg.best_metric, self.metrics["best"], self.metrics["best_step"])
+        return 0
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype != torch.float32)
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every process when it is True on any (all must stop at the same update)."""
+        if not self.dist.enabled:
+            return flag
+        return bool(distributed.all_reduce_sum(torch.tensor([float(flag)], device=self.device)).item())
+
+    def train_step(self, step_batches: list[np.ndarray]) -> bool:
+        """One update over this process's share of the batches; returns whether to stop now."""
+        start = time.perf_counter()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        mine = shard(step_batches, self.dist.rank, self.dist.world_size)
+        stats = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss, nll, ntokens, nsentences, stop
+        for j, positions in enumerate(mine):
+            batch = self.train_data.collate(positions).to(self.device)
+            seed = np.random.SeedSequence([self.cfg.seed, self.step, self.dist.rank * len(mine) + j])
+            torch.manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
+            sync = j == len(mine) - 1 or not self.dist.enabled
+            with (contextlib.nullcontext() if sync else self.model.no_sync()):
+                with self._autocast():
+                    logits = self.model(batch.src_tokens, batch.prev_output_tokens)
+                loss, nll, ntokens = self.criterion(logits, batch.target)
+                self.scaler.scale(loss).backward()
+            stats[0] += loss.detach()
+            stats[1] += nll
+            stats[2] += ntokens
+            stats[3] += batch.nsentences
+        stats[4] = float(bool(self.stop_signal))
+        loss_sum, nll_sum, ntokens, nsentences, stop = distributed.all_reduce_sum(stats).tolist()
+        lr = self.scheduler.step(self.step)
+        self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.raw_model.parameters() if p.grad is not None]
+        # DDP averaged the gradients over processes: turn that into a sum divided by the update's tokens
+        torch._foreach_mul_(grads, self.dist.world_size / max(ntokens, 1.0))
+        gnorm = torch.nn.utils.get_total_norm(grads)
+        if self.cfg.clip_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(self.raw_model.parameters(), self.cfg.clip_norm, gnorm)
+        gnorm = float(gnorm)
+        scale = self.scaler.get_scale()
+        if math.isfinite(gnorm) or self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+        else:
+            logger.warning("non-finite gradient at step %d: update skipped", self.step + 1)
+        self.scaler.update()
+        if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
+            logger.info("fp16 gradient overflow: update skipped, loss scale now %g", self.scaler.get_scale())
+        else:
+            self.step += 1
+        elapsed = time.perf_counter() - start
+        self.train_seconds += elapsed
+        w = self._window
+        for key, value in (("loss", loss_sum), ("nll", nll_sum), ("ntokens", ntokens), ("nsentences", nsentences),
+                           ("seconds", elapsed), ("updates", 1), ("gnorm", gnorm if math.isfinite(gnorm) else 0.0)):
+            w[key] += value
+        w["lr"] = lr
+        return stop > 0
+
+    @staticmethod
+    def _new_window() -> dict[str, float]:
+        return dict(loss=0.0, nll=0.0, ntokens=0.0, nsentences=0.0, seconds=0.0, updates=0, gnorm=0.0, lr=0.0)
+
+    def _log_train(self) -> None:
+        w, self._window = self._window, self._new_window()
+        if not w["updates"]:
+            return
+        row = {"type": "train", "step": self.step, "epoch": self.iterator.epoch,
+               "loss": base2(w["loss"], w["ntokens"]), "nll": base2(w["nll"], w["ntokens"]),
+               "ppl": perplexity(w["nll"], w["ntokens"]), "lr": w["lr"],
+               "tokens_per_s": w["ntokens"] / max(w["seconds"], 1e-9), "gnorm": w["gnorm"] / w["updates"],
+               "ntokens": w["ntokens"] / w["updates"], "elapsed": self.train_seconds}
+        logger.info("step %d | epoch %d | loss %.3f | nll %.3f | ppl %.2f | lr %.3g | %.0f tok/s | gnorm %.3f | %s",
+                    row["step"], row["epoch"], row["loss"], row["nll"], row["ppl"], row["lr"], row["tokens_per_s"],
+                    row["gnorm"], time.strftime("%H:%M:%S", time.gmtime(row["elapsed"])))
+        self._write_row(row)
+
+    def _write_row(self, row: dict[str, Any]) -> None:
+        if self.dist.is_master:
+            with open(self.model_dir / "train.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+    # Validation and checkpoints ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Valid loss/nll/ppl (every process takes a share), and BLEU/chrF decoded on rank 0."""
+        model = self.raw_model.eval()
+        batches = fixed_batches(self.valid_data, self.cfg.valid_batch_size or self.cfg.batch_size)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for positions in batches[self.dist.rank::self.dist.world_size]:
+            batch = self.valid_data.collate(positions).to(self.device)
+            with self._autocast():
+                logits = model(batch.src_tokens, batch.prev_output_tokens)
+            loss, nll, ntokens = self.criterion(logits, batch.target)
+            sums += torch.tensor([float(loss), float(nll), ntokens], dtype=torch.float64, device=self.device)
+        loss, nll, ntokens = distributed.all_reduce_sum(sums).tolist()
+        metrics = {"loss": base2(loss, ntokens), "nll": base2(nll, ntokens), "ppl": perplexity(nll, ntokens)}
+        if self.cfg.valid_decode:
+            scores = self._decode_valid(model) if self.dist.is_master else None
+            metrics.update(distributed.broadcast_object(scores))
+        return metrics
+
+    def _decode_valid(self, model: Transformer) -> dict[str, float]:
+        from pasero import scoring, search  # inference side, only needed here
+        cfg, data = self.cfg, self.valid_data
+        sub = data.head(cfg.valid_max_size)
+        hyps, refs = [""] * len(sub), [""] * len(sub)
+        for positions in fixed_batches(sub, cfg.valid_batch_size or cfg.batch_size):
+            batch = sub.collate(positions)
+            with self._autocast():
+                out = search.generate(model, batch.src_tokens.to(self.device), beam_size=cfg.valid_beam_size,
+                                      max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b, len_penalty=cfg.len_penalty)
+            for k, pos in enumerate(positions):
+                hyps[pos] = self._detok(out[k][0].tokens.tolist())
+                refs[pos] = self._detok(batch.target[k].tolist())
+        result = scoring.score(hyps, refs, bleu_tok=cfg.bleu_tok)
+        return {"bleu": result["bleu"], "chrf": result["chrf"]}
+
+    def _detok(self, ids: list[int]) -> str:
+        pieces = self.dictionary.decode(ids)
+        return self.tokenizer.detokenize(pieces) if self.tokenizer is not None else pieces
+
+    def validate_and_save(self) -> None:
+        start = time.perf_counter()
+        metrics = self.validate()
+        cfg, m = self.cfg, self.metrics
+        value = metrics[cfg.best_metric]
+        improved = m["best"] is None or (value < m["best"] if cfg.best_is_lower() else value > m["best"])
+        if improved:
+            m.update(best=value, best_step=self.step, bad_validations=0)
+        else:
+            m["bad_validations"] += 1
+        m["history"][self.step] = value
+        m["valid"] = {**metrics, "step": self.step}
+        row = {"type": "valid", "step": self.step, "epoch": self.iterator.epoch, **metrics,
+               "best_metric": cfg.best_metric, "best": m["best"], "best_step": m["best_step"],
+               "seconds": time.perf_counter() - start}
+        logger.info("valid | step %d | %s | best %s %.4g (step %d)", self.step,
+                    " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()), cfg.best_metric, m["best"], m["best_step"])
+        self._write_row(row)
+        self.save(step_file=True, is_best=improved)
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "model": self.raw_model.state_dict(), "model_config": dataclasses.asdict(self.model_config),
+            "arch": self.cfg.arch, "dictionary": list(self.dictionary.symbols),
+            "tokenizer": self.tokenizer.to_state() if self.tokenizer is not None else None,
+            "inference": self.cfg.inference(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": checkpoints.rng_state(), "data_state": self.iterator.state_dict(), "step": self.step,
+            "epoch": self.iterator.epoch, "metrics": self.metrics, "train_config": self.cfg.to_dict(),
+            "meta": {"steps": [self.step], "train_seconds": self.train_seconds, "params": self.num_params,
+                     "world_size": self.dist.world_size, "pasero_version": __version__,
+                     "torch_version": str(torch.__version__)},
+        }
+
+    def save(self, step_file: bool, is_best: bool = False) -> None:
+        if not self.dist.is_master:
+            return
+        path = checkpoints.save_checkpoint(
+            self.checkpoint(), self.model_dir, step_file=step_file, is_best=is_best, keep_last=self.cfg.keep_last,
+            keep_best=self.cfg.keep_best, history=self.metrics["history"],
+            lower_is_better=self.cfg.best_is_lower())
+        logger.info("saved %s", path)

@@ -1,0 +1,44 @@
+# Results tables of every experiment and the learning curves shown by `snakemake --report`.
+
+
+rule aggregate:
+    input:
+        [f"results/{corpus}/{name}/scores.json" for corpus, name in experiments()],
+    output:
+        tsv=report(
+            "results/summary.tsv",
+            caption="../workflow/report/summary.rst",
+            category="Results",
+            labels={"table": "summary"},
+        ),
+        md="results/summary.md",
+    log:
+        "results/logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
+    conda:
+        "../workflow/envs/pasero.yaml"
+    shell:
+        "pasero-aggregate {input} -o {output.tsv} --markdown {output.md} > {log} 2>&1"
+
+
+rule learning_curve:
+    input:
+        "results/{corpus}/{exp}/train/done",
+    output:
+        report(
+            "results/{corpus}/{exp}/learning_curve.svg",
+            caption="../workflow/report/learning_curve.rst",
+            category="Learning curves",
+            subcategory="{corpus}",
+            labels={"experiment": "{corpus}/{exp}"},
+        ),
+    params:
+        metrics="results/{corpus}/{exp}/train/train.jsonl",
+        title="{corpus}/{exp}",
+    log:
+        "results/{corpus}/{exp}/logs/learning_curve.log",
+    conda:
+        "../workflow/envs/pasero.yaml"
+    script:
+        "../workflow/report/learning_curve.py"

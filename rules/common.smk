@@ -1,0 +1,224 @@
+# What the rules share: checking the config, resolving an experiment's settings, and the paths and
+# command-line options derived from them. An experiment is results/{corpus}/{exp}/ where exp is a
+# language pair `src-tgt` or a named variant of it `src-tgt.variant`.
+
+import difflib
+import functools
+import os
+import shlex
+from pathlib import Path
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+
+SCHEMA = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
+
+
+# Config --------------------------------------------------------------------------------------
+
+
+def check(instance, where="", definition=None):
+    """Check `instance` against the schema (or one of its $defs); the error is one line naming the key."""
+    schema = {"$defs": SCHEMA["$defs"], "$ref": f"#/$defs/{definition}"} if definition else SCHEMA
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(instance))
+    if error is None:
+        return
+    key = "/".join(str(p) for p in error.absolute_path)
+    message = error.message
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in known]
+        close = difflib.get_close_matches(unknown[0], known, n=3) if unknown else []
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known keys: {', '.join(known)}"
+        message = f"unknown key '{unknown[0]}'; {hint}"
+    raise WorkflowError(f"config/config.yaml, {where}{key}: {message}")
+
+
+def merge(base, override):
+    """`base` updated recursively with `override` (neither is modified)."""
+    out = dict(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def corpus_config(corpus):
+    corpora = config["corpora"]
+    if corpus not in corpora:
+        raise WorkflowError(f"unknown corpus '{corpus}'; config/config.yaml defines: {', '.join(corpora)}")
+    return corpora[corpus]
+
+
+@functools.cache
+def experiment(corpus, name):
+    """Resolved settings of results/{corpus}/{name}/, plus its corpus, pair, languages and variant.
+
+    From weakest to strongest: `defaults` (filled with the schema's defaults), the corpus's
+    `settings`, the pair's entry in `pairs`, the variant, and a `pair.variant` entry in `pairs`.
+    """
+    cfg = corpus_config(corpus)
+    pairs = cfg["pairs"]
+    pair, _, variant = name.partition(".")
+    known_pairs = sorted({p.partition(".")[0] for p in pairs})
+    if pair not in known_pairs:
+        raise WorkflowError(
+            f"corpus '{corpus}' has no pair '{pair}'; config/config.yaml lists: {', '.join(known_pairs)} "
+            f"(add it under corpora: {corpus}: pairs:)"
+        )
+    if variant and variant not in config["variants"] and name not in pairs:
+        raise WorkflowError(
+            f"unknown variant '{variant}' in '{name}'; config/config.yaml defines: "
+            f"{', '.join(config['variants']) or 'none'} (under variants:)"
+        )
+    settings = config["defaults"]
+    for layer in (
+        cfg.get("settings"),
+        pairs.get(pair),
+        config["variants"].get(variant) if variant else None,
+        pairs.get(name) if variant else None,
+    ):
+        settings = merge(settings, layer)
+    check(settings, f"corpora/{corpus}/pairs/{name} (resolved settings)/", "settings")
+    src, tgt = pair.split("-")
+    return dict(corpus=corpus, name=name, pair=pair, src=src, tgt=tgt, variant=variant, **settings)
+
+
+def experiments():
+    """(corpus, name) of every experiment listed in the config: the default target."""
+    return [(corpus, name) for corpus, cfg in config["corpora"].items() for name in cfg["pairs"]]
+
+
+def check_experiments():
+    """Resolve every listed experiment and every variant, so that a typo fails before any job."""
+    for corpus, name in experiments():
+        experiment(corpus, name)
+    for variant, overrides in config["variants"].items():
+        check(merge(config["defaults"], overrides), f"variants/{variant}/", "settings")
+
+
+# Paths and options -----------------------------------------------------------------------------
+
+
+def exp(wildcards):
+    return experiment(wildcards.corpus, wildcards.exp)
+
+
+def text_dir(e):
+    """Clean text is shared by every variant of a pair."""
+    return f"results/{e['corpus']}/{e['pair']}/text"
+
+
+def train_text(wildcards):
+    e = exp(wildcards)
+    return [f"{text_dir(e)}/train.{e['src']}", f"{text_dir(e)}/train.{e['tgt']}"]
+
+
+def data_dir(e):
+    """Where the experiment's tokenizer, dictionary and binarized data come from.
+
+    A variant that keeps its pair's tokenizer and dictionary settings reuses the pair's data
+    instead of building an identical copy.
+    """
+    if e["variant"]:
+        base = experiment(e["corpus"], e["pair"])
+        if all(e[section] == base[section] for section in ("tokenizer", "dict")):
+            return f"results/{e['corpus']}/{e['pair']}"
+    return f"results/{e['corpus']}/{e['name']}"
+
+
+def options(settings, flags=True):
+    """Command-line options for a settings section: `--key value` (values in YAML syntax).
+
+    flags=True: booleans are argparse switches (`--key` when true, nothing when false);
+    flags=False: they are values like any other (`--key false`), as pasero-train reads them.
+    """
+    args = []
+    for key, value in settings.items():
+        option = f"--{key.replace('_', '-')}"
+        if value is None or (flags and value is False):
+            continue
+        if flags and value is True:
+            args.append(option)
+            continue
+        if not isinstance(value, str):
+            value = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+        args.append(f"{option} {shlex.quote(value)}")
+    return " ".join(args)
+
+
+# Download --------------------------------------------------------------------------------------
+
+
+def download_options(wildcards):
+    cfg = corpus_config(wildcards.corpus)
+    args = []
+    for item in cfg["download"]:
+        args.append(f"--url {shlex.quote(item['url'])} --checksum {item['checksum'] or 'none'}")
+    for split, pattern in cfg.get("files", {}).items():
+        args.append(f"--files {shlex.quote(f'{split}={pattern}')}")
+    if cfg["source"] == "synthetic":
+        args.append(f"--seed {cfg['seed']}")
+        if cfg.get("sizes"):
+            args.append("--sizes " + " ".join(f"{k}={v}" for k, v in cfg["sizes"].items()))
+    return " ".join(args)
+
+
+def local_files(wildcards):
+    """A `local` corpus's own files are inputs, so editing them redoes the text."""
+    files = corpus_config(wildcards.corpus).get("files", {})
+    return [pattern.format(lang=lang) for pattern in files.values() for lang in (wildcards.src, wildcards.tgt)]
+
+
+# Training --------------------------------------------------------------------------------------
+
+
+def train_inputs(wildcards):
+    e = exp(wildcards)
+    data = data_dir(e)
+    langpair = f"{e['src']}-{e['tgt']}"
+    return {
+        "data": [
+            f"{data}/bin/{split}.{langpair}.{lang}.{ext}"
+            for split in ("train", "valid")
+            for lang in (e["src"], e["tgt"])
+            for ext in ("bin", "idx")
+        ],
+        "dict": f"{data}/dict.txt",
+        "tokenizer": f"{data}/tokenizer/spm.model",
+    }
+
+
+def run_settings(wildcards):
+    """Everything that determines the trained weights (not how fast or where they are computed)."""
+    e = exp(wildcards)
+    corpus = {k: v for k, v in corpus_config(e["corpus"]).items() if k not in ("pairs", "settings")}
+    return {"corpus": corpus, "tokenizer": e["tokenizer"], "dict": e["dict"], "train": e["train"]}
+
+
+def stale_checkpoints(train_dir, settings, log):
+    """Record `settings` in train_dir/experiment.yaml; True if its checkpoints were made with others.
+
+    Starts the job's log, which says so when it is the case.
+    """
+    record = Path(train_dir) / "experiment.yaml"
+    settings = yaml.safe_load(yaml.safe_dump(settings))  # compare as read back from YAML
+    previous = yaml.safe_load(record.read_text()) if record.exists() else None
+    stale = previous is not None and previous != settings and any(Path(train_dir).glob("checkpoint*.pt"))
+    with open(log, "w") as f:
+        if stale:
+            changed = sorted(
+                f"{section}.{key}"
+                for section in settings
+                for key in set(settings[section]) | set(previous.get(section) or {})
+                if settings[section].get(key) != (previous.get(section) or {}).get(key)
+            )
+            print(f"{train_dir}: settings changed since its checkpoints were made ({', '.join(changed)}): "
+                  "training from scratch", file=f)
+    tmp = record.with_name(f".{record.name}.tmp")
+    tmp.write_text(yaml.safe_dump(settings, sort_keys=False))
+    tmp.replace(record)
+    return stale

@@ -1,0 +1,30 @@
+# Download (or generate) a corpus and write clean, aligned plain text for one language pair.
+# Archives go to results/{corpus}/raw/ (shared by the corpus's pairs, kept, verified by checksum);
+# the text of a pair is shared by all its variants. A local rule: clusters often reach the
+# internet only from the login node.
+
+
+rule download:
+    input:
+        local_files,
+    output:
+        train_src="results/{corpus}/{src}-{tgt}/text/train.{src}",
+        train_tgt="results/{corpus}/{src}-{tgt}/text/train.{tgt}",
+        valid_src="results/{corpus}/{src}-{tgt}/text/valid.{src}",
+        valid_tgt="results/{corpus}/{src}-{tgt}/text/valid.{tgt}",
+        test_src="results/{corpus}/{src}-{tgt}/text/test.{src}",
+        test_tgt="results/{corpus}/{src}-{tgt}/text/test.{tgt}",
+    params:
+        source=lambda w: corpus_config(w.corpus)["source"],
+        options=download_options,
+        raw_dir="results/{corpus}/raw",
+        text_dir=lambda w, output: os.path.dirname(output.train_src),
+    log:
+        "results/{corpus}/{src}-{tgt}/logs/download.log",
+    benchmark:
+        "results/{corpus}/{src}-{tgt}/benchmarks/download.tsv"
+    conda:
+        "../workflow/envs/pasero.yaml"
+    shell:
+        "pasero-download --source {params.source} --pair {wildcards.src}-{wildcards.tgt}"
+        " --raw-dir {params.raw_dir} -o {params.text_dir} {params.options} > {log} 2>&1"

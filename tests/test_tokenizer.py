@@ -1,0 +1,200 @@
+"""SentencePiece tokenizer: lossless round trip, inline casing, saving, checkpoint state, CLI."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pasero.cli.data import build_tokenizer_main, detokenize_main, tokenize_main
+from pasero.errors import ConfigError, DataError
+from pasero.tokenizer import Tokenizer
+from text_data import train, write_corpus
+
+BIN = Path(sys.executable).parent
+PROPERTY = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# Text where casing is hard: mixed-case words, letters whose case does not round-trip
+# (İ ı ß ẞ ǅ Kelvin sign, final sigma), case markers and SentencePiece's space in the input.
+TRICKY = ["Hello", "HELLO", "hello", "iPhone", "McDonald", "ABCs", "O'Neil", "A", "I", "a", "Straße",
+          "STRASSE", "ẞ", "İstanbul", "ı", "ǅ", "ǆ", "Ǆ", "\u212a", "ΟΔΟΣ", "Σοφία", "ς", "Ж", "ж",
+          "<T>", "<U>", "<lang:en>", "<LANG:EN>", "\u2581", " ", "  ", "\t", "-", "'", "日本", "x", "X", "Q"]
+tricky_text = st.lists(st.sampled_from(TRICKY), max_size=12).map("".join)
+any_text = st.text(max_size=40)
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tokenizers")
+    return {
+        "plain": train(tmp, "plain"),
+        "cased": train(tmp, "cased", inline_case=True, lang_codes=["en", "de"]),
+        "nfkc": train(tmp, "nfkc", inline_case=True, nfkc=True),
+    }
+
+
+@PROPERTY
+@given(text=st.one_of(any_text, tricky_text))
+def test_detokenize_inverts_tokenize_on_normalized_text(tokenizers, text):
+    for tokenizer in tokenizers.values():
+        pieces = tokenizer.tokenize(text)
+        assert tokenizer.detokenize(pieces) == tokenizer.normalize(text)
+        # normalized text comes back unchanged
+        normalized = tokenizer.normalize(text)
+        assert tokenizer.normalize(normalized) == normalized
+        assert tokenizer.detokenize(tokenizer.tokenize(normalized)) == normalized
+
+
+@PROPERTY
+@given(text=st.one_of(any_text, tricky_text))
+def test_inline_casing_keeps_only_lowercase_pieces_of_known_letters(tokenizers, text):
+    tokenizer = tokenizers["cased"]
+    for piece in tokenizer.tokenize(text).split():
+        # an upper-case letter survives only if its lower case is not a piece (then spelled in bytes)
+        assert piece in tokenizer._index
+        if tokenizer._index[piece] in tokenizer.byte_ids or piece in tokenizer.user_symbols:
+            continue
+        for char in piece:
+            assert not (char.lower() != char and len(char.lower()) == 1 and char.lower().upper() == char
+                        and char.lower() in tokenizer._index), (text, piece)
+
+
+def test_normalization_collapses_whitespace_and_markers(tokenizers):
+    cased, plain = tokenizers["cased"], tokenizers["plain"]
+    assert plain.normalize("  a \t b\u00a0\u3000c \n") == "a b c"
+    assert plain.normalize("a\u2581b") == "a b"
+    assert plain.normalize("x<T>y") == "x<T>y"  # only inline casing reserves the markers
+    assert cased.normalize("x<T>y <U>") == "x y"
+    assert tokenizers["nfkc"].normalize("ﬁ ① Ａ") == "fi 1 A"
+    assert cased.normalize("ﬁ") == "ﬁ"
+
+
+def test_inline_case_markers_follow_pieces(tokenizers):
+    tokenizer = tokenizers["cased"]
+    lower = tokenizer.tokenize("singing").split()
+    assert tokenizer.tokenize("Singing").split() == [lower[0], "<T>", *lower[1:]]
+    assert tokenizer.tokenize("SINGING").split() == [x for p in lower for x in (p, "<U>")]
+    pieces = tokenizer.tokenize("The CAT sat").split()
+    assert pieces[:2] == ["▁the", "<T>"]
+    assert pieces.count("<U>") >= 1 and pieces.index("<U>") > pieces.index("<T>")
+    assert tokenizer.tokenize("A I") == "▁a <T> ▁i <T>"  # a single capital is Title case
+    assert tokenizer.detokenize("▁the <T> ▁cat <U>") == "The CAT"
+    # model output with stray or doubled markers still detokenizes
+    assert tokenizer.detokenize("<U> ▁the <T> <U> ▁cat") == "The cat"
+
+
+def test_mixed_case_words_round_trip_without_mixed_pieces(tokenizers):
+    tokenizer = tokenizers["cased"]
+    for text in ["iPhone", "McDonald's", "ABCs", "HTTPServer", "O'Neil", "TEDx talks"]:
+        pieces = tokenizer.tokenize(text)
+        assert tokenizer.detokenize(pieces) == text
+        assert not any(c.isupper() for p in pieces.split() if p not in ("<T>", "<U>") for c in p)
+
+
+def test_language_codes_are_single_pieces(tokenizers):
+    tokenizer = tokenizers["cased"]
+    assert tokenizer.tokenize("<lang:de> Hallo").split()[:2] == ["▁", "<lang:de>"]
+    assert tokenizer.user_symbols == ["<T>", "<U>", "<lang:en>", "<lang:de>"]
+    assert "<lang:en>" not in tokenizers["plain"].pieces
+
+
+def test_saved_tokenizer_reloads_identically(tokenizers, tmp_path):
+    tokenizer = tokenizers["cased"]
+    tokenizer.save(tmp_path / "tok")
+    assert sorted(os.listdir(tmp_path / "tok")) == ["settings.yaml", "spm.model", "spm.vocab"]
+    settings = yaml.safe_load((tmp_path / "tok" / "settings.yaml").read_text())
+    assert settings["inline_case"] is True and settings["lang_codes"] == ["<lang:en>", "<lang:de>"]
+    vocab = (tmp_path / "tok" / "spm.vocab").read_text(encoding="utf-8").splitlines()
+    assert [line.split("\t")[0] for line in vocab] == tokenizer.pieces
+    again = Tokenizer.load(tmp_path / "tok")
+    text = "Der HUND läuft über die Straße, iPhone 3.5"
+    assert again.tokenize(text) == tokenizer.tokenize(text)
+
+
+def test_checkpoint_state_loads_with_weights_only(tokenizers):
+    tokenizer = tokenizers["cased"]
+    buffer = io.BytesIO()
+    torch.save({"tokenizer": tokenizer.to_state()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)["tokenizer"]
+    assert state["model"].dtype == torch.uint8
+    restored = Tokenizer.from_state(state)
+    text = "Σοφία sat on THE mat"
+    assert restored.tokenize(text) == tokenizer.tokenize(text)
+    assert restored.settings == tokenizer.settings
+
+
+def test_training_on_a_sample_is_deterministic(tmp_path):
+    corpus = write_corpus(tmp_path / "big.txt", lines=3000, seed=1)
+    a = Tokenizer.train([corpus], tmp_path / "a", 400, sample_size=1000, seed=3, threads=1)
+    b = Tokenizer.train([corpus], tmp_path / "b", 400, sample_size=1000, seed=3, threads=1)
+    assert (tmp_path / "a" / "spm.model").read_bytes() == (tmp_path / "b" / "spm.model").read_bytes()
+    assert len(a) == len(b) == 400
+
+
+def test_training_errors_are_clear(tmp_path):
+    corpus = write_corpus(tmp_path / "small.txt", lines=50)
+    with pytest.raises(ConfigError, match=r"--vocab-size 100000 is too large.*use --vocab-size \d+ or less"):
+        Tokenizer.train([corpus], tmp_path / "tok", 100000, threads=1)
+    assert not (tmp_path / "tok").exists()
+    with pytest.raises(DataError, match="missing.txt: no such file"):
+        Tokenizer.train([tmp_path / "missing.txt"], tmp_path / "tok", 300)
+    (tmp_path / "bad.txt").write_bytes(b"good line\nbad \xff line\n")
+    with pytest.raises(DataError, match=r"bad.txt:2: invalid UTF-8"):
+        Tokenizer.train([tmp_path / "bad.txt"], tmp_path / "tok", 300)
+    with pytest.raises(DataError, match="not a tokenizer"):
+        Tokenizer.load(tmp_path)
+
+
+def test_cli_builds_tokenizer_and_dictionary(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "train.txt", lines=800)
+    code = build_tokenizer_main(["-i", str(corpus), "-o", str(tmp_path / "tok"), "--vocab-size", "400",
+                                 "--inline-case", "--lang-codes", "en", "--dict-out", str(tmp_path / "dict.txt"),
+                                 "--workers", "1", "--threads", "1"])
+    assert code == 0
+    entries = (tmp_path / "dict.txt").read_text(encoding="utf-8").splitlines()
+    assert (len(entries) + 4) % 8 == 0
+    assert {"<T>", "<U>", "<lang:en>"} <= {line.split(" ")[0] for line in entries}
+    assert build_tokenizer_main(["-i", str(tmp_path / "nope"), "-o", str(tmp_path / "t2"), "--vocab-size", "9"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("error: " + str(tmp_path / "nope") + ": no such file")
+
+
+def test_cli_streams_line_by_line(tokenizers, tmp_path):
+    """A pipe gets each answer before the next line is sent (usable interactively)."""
+    tokenizers["cased"].save(tmp_path / "tok")
+    tok = subprocess.Popen([BIN / "pasero-tokenize", tmp_path / "tok"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True, encoding="utf-8")
+    detok = subprocess.Popen([BIN / "pasero-detokenize", tmp_path / "tok"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, encoding="utf-8")
+    try:
+        for line in ["Hello WORLD", "iPhone über Σοφία", ""]:
+            tok.stdin.write(line + "\n")
+            tok.stdin.flush()
+            pieces = tok.stdout.readline().rstrip("\n")
+            detok.stdin.write(pieces + "\n")
+            detok.stdin.flush()
+            assert detok.stdout.readline().rstrip("\n") == line
+    finally:
+        for process in (tok, detok):
+            process.stdin.close()
+            assert process.wait(timeout=30) == 0
+
+
+def test_cli_files_and_errors(tokenizers, tmp_path, capsys):
+    tokenizers["plain"].save(tmp_path / "tok")
+    (tmp_path / "in.txt").write_text("a cat\nthe DOG\n", encoding="utf-8")
+    assert tokenize_main([str(tmp_path / "tok"), "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out")]) == 0
+    assert detokenize_main([str(tmp_path / "tok"), "-i", str(tmp_path / "out"), "-o", str(tmp_path / "back")]) == 0
+    assert (tmp_path / "back").read_text(encoding="utf-8") == "a cat\nthe DOG\n"
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xc3(\n")
+    assert tokenize_main([str(tmp_path / "tok"), "-i", str(tmp_path / "bad.txt"), "-o", str(tmp_path / "o2")]) == 2
+    assert "bad.txt:2: invalid UTF-8" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+    assert tokenize_main([str(tmp_path / "nowhere")]) == 2
+    assert "not a tokenizer" in capsys.readouterr().err

@@ -1,0 +1,182 @@
+"""End-to-end training: outputs, resume bit for bit after SIGKILL/SIGTERM, data parallelism, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pasero.checkpoints import load_checkpoint
+from pasero.cli.train import train_main
+from pasero.dictionary import Dictionary
+from pasero.training import EXIT_INTERRUPTED
+from train_helpers import VOCAB, make_corpus, write_config
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def weights(model_dir: Path, name: str = "checkpoint_last.pt") -> dict[str, bytes]:
+    ckpt = load_checkpoint(model_dir / name)
+    return {k: v.numpy().tobytes() for k, v in ckpt["model"].items()}
+
+
+def start(cfg_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pasero.cli.train", "-c", str(cfg_path), *args],
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def run(cfg_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pasero.cli.train", "-c", str(cfg_path), *args],
+                          capture_output=True, text=True, env=ENV)
+
+
+def interrupt_at(cfg_path: Path, step: int, sig: int) -> tuple[int, str]:
+    """Start training, send `sig` as soon as `step` is logged; returns (exit code, stderr)."""
+    proc = start(cfg_path)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if f"| step {step} |" in line:
+            proc.send_signal(sig)
+            break
+    lines.extend(proc.stderr)
+    return proc.wait(), "".join(lines)
+
+
+def test_train_outputs_and_rerun_is_a_no_op(tmp_path):
+    cfg = make_corpus(tmp_path)
+    cfg_path = write_config(tmp_path / "train.yaml", {**cfg, "max_steps": 20, "keep_last": 1})
+    assert train_main(["-c", str(cfg_path)]) == 0
+    model_dir = Path(cfg["model_dir"])
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"checkpoint_20.pt", "checkpoint_last.pt", "checkpoint_best.pt", "config.yaml", "inference.yaml",
+            "train.jsonl", "train.log"} <= names
+    assert "checkpoint_10.pt" not in names  # keep_last 1
+    rows = [json.loads(line) for line in (model_dir / "train.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["type"] == "train"]
+    assert [r["step"] for r in train_rows] == list(range(1, 21))
+    assert {"loss", "nll", "ppl", "lr", "tokens_per_s", "gnorm", "elapsed"} <= set(train_rows[0])
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"]
+    valid = [r for r in rows if r["type"] == "valid"]
+    assert [r["step"] for r in valid] == [10, 20] and {"bleu", "chrf", "nll", "ppl"} <= set(valid[0])
+    ckpt = load_checkpoint(model_dir / "checkpoint_last.pt")
+    assert ckpt["step"] == 20 and ckpt["dictionary"] == Dictionary.load(cfg["dict"]).symbols
+    assert ckpt["model_config"]["embed_dim"] == 32 and ckpt["inference"]["target_lang"] == "en"
+    assert ckpt["meta"]["params"] > 0 and ckpt["meta"]["train_seconds"] > 0
+    saved = yaml.safe_load((model_dir / "config.yaml").read_text())
+    assert saved["encoder_layers"] == 1 and saved["max_steps"] == 20
+    before = (model_dir / "checkpoint_last.pt").stat().st_mtime_ns
+    assert train_main(["-c", str(cfg_path)]) == 0  # finished: resuming does nothing
+    assert (model_dir / "checkpoint_last.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_and_sigterm_is_bit_exact(tmp_path):
+    cfg = make_corpus(tmp_path / "data")
+    paths = {}
+    for name in ("straight", "killed", "stopped"):
+        paths[name] = write_config(tmp_path / f"{name}.yaml", {**cfg, "model_dir": str(tmp_path / name)})
+    assert run(paths["straight"]).returncode == 0
+    reference = weights(tmp_path / "straight")
+
+    code, log = interrupt_at(paths["killed"], 14, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint_last.pt")["step"] == 10
+    resumed = run(paths["killed"])
+    assert resumed.returncode == 0 and "resumed from" in resumed.stderr
+
+    code, log = interrupt_at(paths["stopped"], 14, signal.SIGTERM)
+    assert code == EXIT_INTERRUPTED, log
+    assert "interrupted at step" in log
+    stopped_at = load_checkpoint(tmp_path / "stopped" / "checkpoint_last.pt")["step"]
+    assert 14 <= stopped_at < 20  # the current update finished and was saved, not a validation checkpoint
+    assert run(paths["stopped"]).returncode == 0
+
+    for name in ("killed", "stopped"):
+        assert weights(tmp_path / name) == reference, name
+    steps = [json.loads(r)["step"] for r in (tmp_path / "killed" / "train.jsonl").read_text().splitlines()
+             if json.loads(r)["type"] == "train"]
+    assert steps == list(range(1, 31))  # the steps redone after the kill are logged once
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_accumulation(tmp_path):
+    cfg = make_corpus(tmp_path / "data")
+    common = {**cfg, "virtual_dp_size": 2, "max_steps": 8, "valid_interval": 8, "valid_decode": False,
+              "best_metric": "nll"}
+    one = write_config(tmp_path / "one.yaml", {**common, "model_dir": str(tmp_path / "one")})
+    two = write_config(tmp_path / "two.yaml", {**common, "model_dir": str(tmp_path / "two")})
+    assert run(one).returncode == 0
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "pasero.cli.train", "-c", str(two)], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
+    assert b["meta"]["world_size"] == 2 and a["step"] == b["step"] == 8
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    assert a["metrics"]["valid"]["nll"] == pytest.approx(b["metrics"]["valid"]["nll"], rel=1e-4)
+
+
+def test_dictionary_mismatch_is_a_one_line_error(tmp_path, capsys):
+    cfg = make_corpus(tmp_path)
+    cfg_path = write_config(tmp_path / "train.yaml", {**cfg, "max_steps": 2, "valid_interval": 2,
+                                                      "valid_decode": False, "best_metric": "loss"})
+    assert train_main(["-c", str(cfg_path)]) == 0
+    Dictionary.from_symbols(list(reversed(VOCAB))).save(tmp_path / "other.txt")
+    before = (Path(cfg["model_dir"]) / "checkpoint_last.pt").read_bytes()
+    capsys.readouterr()
+    assert train_main(["-c", str(cfg_path), "--dict", str(tmp_path / "other.txt"), "--max-steps", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not match the dictionary" in err and "other.txt" in err
+    assert (Path(cfg["model_dir"]) / "checkpoint_last.pt").read_bytes() == before  # nothing overwritten
+
+
+def test_reset_continue_and_model_mismatch(tmp_path, capsys):
+    cfg = make_corpus(tmp_path)
+    first = write_config(tmp_path / "first.yaml", {**cfg, "max_steps": 4, "valid_interval": 4,
+                                                   "valid_decode": False, "best_metric": "nll"})
+    assert train_main(["-c", str(first)]) == 0
+    model_dir = Path(cfg["model_dir"])
+    saved = tmp_path / "saved.pt"
+    shutil.copyfile(model_dir / "checkpoint_last.pt", saved)
+    # another architecture in the same folder: refused, with the way out
+    capsys.readouterr()
+    assert train_main(["-c", str(first), "--encoder-layers", "2", "--max-steps", "8"]) == 2
+    assert "--reset" in capsys.readouterr().err
+    # --reset starts over
+    assert train_main(["-c", str(first), "--reset", "--max-steps", "2", "--valid-interval", "2"]) == 0
+    assert sorted(p.name for p in model_dir.glob("checkpoint_*.pt")) == [
+        "checkpoint_2.pt", "checkpoint_best.pt", "checkpoint_last.pt"]
+    assert load_checkpoint(model_dir / "checkpoint_last.pt")["step"] == 2
+    # --continue: weights from another run, step count from 0 (a negligible learning rate keeps them)
+    tuned = tmp_path / "tuned"
+    assert train_main(["-c", str(first), "--model-dir", str(tuned), "--continue", str(saved), "--max-steps", "1",
+                       "--valid-interval", "1", "--lr-scheduler", "constant", "--lr", "1e-12"]) == 0
+    ckpt = load_checkpoint(tuned / "checkpoint_last.pt")
+    assert ckpt["step"] == 1
+    for name, tensor in load_checkpoint(saved)["model"].items():
+        torch.testing.assert_close(ckpt["model"][name], tensor, atol=1e-6, rtol=0)
+
+
+def test_missing_data_and_bad_options_are_one_line_errors(tmp_path, capsys):
+    cfg = make_corpus(tmp_path)
+    cfg_path = write_config(tmp_path / "train.yaml", cfg)
+    for argv, expected in [
+        (["--valid-split", "dev"], "dev.de-en.de.{bin,idx}: binarized data not found"),
+        (["--learning-rate", "1e-3"], "unknown option 'learning_rate'"),
+        (["--dropuot", "0.3"], "did you mean dropout"),
+        (["--lr", "fast"], "option 'lr' expects float"),
+    ]:
+        assert train_main(["-c", str(cfg_path), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
+    assert not Path(cfg["model_dir"]).exists()
