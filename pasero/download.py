@@ -143,6 +143,8 @@ def fetch(url: str, raw_dir: Path, checksum: Checksum | None = None, **options) 
         target = extraction_dir(archive)
         if fresh and target.exists():
             shutil.rmtree(target)  # unpacked from an older archive
+        for stale in target.parent.glob(f".{target.name}.????????.tmp"):  # left by a killed job
+            shutil.rmtree(stale, ignore_errors=True)
         return extract(archive, target)
 
 
@@ -247,6 +249,10 @@ def _fetch_once(url: str, part: Path, timeout: float) -> None:
         if offset and not resumed:
             logger.info("%s: server does not resume downloads; starting over", url)
             offset = 0
+        content_range = response.headers.get("Content-Range", "")
+        if resumed and not content_range.startswith(f"bytes {offset}-"):
+            part.unlink()
+            raise _Transient(f"server resumed at the wrong byte ({content_range!r}); starting over")
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
         _copy(response, part, "ab" if resumed else "wb", offset, total, url)

@@ -248,19 +248,19 @@ class Tokenizer:
     def _add_markers(self, text: str, low: str, ids: list[int]) -> list[int]:
         """Insert a marker after each piece whose original surface has upper-case letters."""
         lengths = self._lengths
-        ends = list(itertools.accumulate(lengths[i] for i in ids))
-        markers: dict[int, int] = {}
+        ends = list(itertools.accumulate(map(lengths.__getitem__, ids)))
+        uppers: dict[int, list[int]] = {}  # piece index -> positions of its upper-case letters
         for pos in self._case.upper_positions(text):
-            k = bisect.bisect_right(ends, pos)
-            if k not in markers:
-                start = ends[k] - lengths[ids[k]]
-                marker = self._case.marker(text[start:ends[k]], low[start:ends[k]], text, pos)
-                markers[k] = self._marker_ids[marker]
+            uppers.setdefault(bisect.bisect_right(ends, pos), []).append(pos)
         out: list[int] = []
-        for k, i in enumerate(ids):
-            out.append(i)
-            if k in markers:
-                out.append(markers[k])
+        last = 0
+        for k, positions in uppers.items():  # in text order
+            start = ends[k] - lengths[ids[k]]
+            marker = self._case.piece_marker(low, start, ends[k], positions, text)
+            out.extend(ids[last:k + 1])
+            out.append(self._marker_ids[marker])
+            last = k + 1
+        out.extend(ids[last:])
         return out
 
     def detokenize(self, pieces: str | Sequence[str]) -> str:

@@ -20,6 +20,7 @@ chooses the sentences, so every seed gives a different sample of the same langua
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -309,8 +310,7 @@ class _Sampler:
         self.rng, self.lex = rng, lex
 
     def pick(self, items):
-        weights = _zipf_weights(len(items))
-        return self.rng.choices(items, cum_weights=weights)[0]
+        return self.rng.choices(items, cum_weights=_zipf_weights(len(items)))[0]
 
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
@@ -400,15 +400,7 @@ class _Sampler:
 @functools.lru_cache(maxsize=8)
 def _zipf_weights(n: int, exponent: float = 0.6) -> list[float]:
     """Cumulative weights of ranks 1..n."""
-    total, cumulative = 0.0, []
-    for rank in range(1, n + 1):
-        total += rank ** -exponent
-        cumulative.append(total)
-    return cumulative
-
-
-def _n_words(sentence: str) -> int:
-    return len(sentence.split())
+    return list(itertools.accumulate(rank ** -exponent for rank in range(1, n + 1)))
 
 
 def generate(seed: int = 1, sizes: dict[str, int] | None = None) -> dict[str, list[tuple[str, str]]]:
@@ -434,7 +426,7 @@ def generate(seed: int = 1, sizes: dict[str, int] | None = None) -> dict[str, li
             if budget < 0:
                 raise ConfigError(f"toy corpus: cannot draw {sum(sizes.values())} distinct sentences; ask for fewer")
             de, en = sampler.sentence()
-            if not MIN_WORDS <= _n_words(de) <= MAX_WORDS or de in seen_de or en in seen_en:
+            if not MIN_WORDS <= len(de.split()) <= MAX_WORDS or de in seen_de or en in seen_en:
                 continue
             seen_de.add(de)
             seen_en.add(en)

@@ -16,6 +16,7 @@ import builtins
 import dataclasses
 import difflib
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,12 +150,13 @@ def _unknown(key: str, where: str) -> ConfigError:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check a parsed value against a field's type (ints are accepted where floats are expected)."""
-    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if optional else ()
     if value is None:
         if type(None) in args:
             return None
         raise ConfigError(f"option '{key}' cannot be null")
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    base = next(a for a in args if a is not type(None)) if optional else hint
     origin = typing.get_origin(base)
     if origin is list:
         if not isinstance(value, (list, tuple)):

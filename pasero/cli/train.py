@@ -24,6 +24,7 @@ Rerunning the same command resumes from MODEL_DIR/checkpoint_last.pt. Exit statu
 
 
 def _train_parser() -> argparse.ArgumentParser:
+    from pasero.slurm import add_slurm_arguments
     from pasero.train_config import add_config_arguments
 
     parser = argparse.ArgumentParser(
@@ -36,6 +37,7 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="initialize the weights from this checkpoint (when MODEL_DIR has none)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_config_arguments(parser)
+    add_slurm_arguments(parser, data_parallel=True)
     return parser
 
 
@@ -49,6 +51,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     check_unknown_arguments(extra)
     cfg = load_config(args.config, parse_cli_values(args))
     setup_logging(args.verbose)
+    if args.slurm:  # checked here, submitted there: the job runs this command without --slurm
+        from pasero import slurm
+
+        options = slurm.options_from_args(args, job_dir=Path(cfg.model_dir) / "slurm")
+        slurm.submit(["pasero-train", *slurm.strip_slurm_arguments(argv)], options)
+        return 0
     return Trainer(cfg, reset=args.reset).run()
 
 

@@ -60,11 +60,16 @@ host=$(hostname -s)
 hardware=$(slurmd -C | head -n1 | sed -e "s/^NodeName=[^ ]* //" -e 's/ UpTime=.*//')
 cpus=$(echo "$hardware" | sed -n 's/.*CPUs=\([0-9]*\).*/\1/p')
 
-# Fake GPU devices: character devices with NVIDIA's major number where mknod is allowed,
-# plain files otherwise; slurmd only needs the paths to exist when AutoDetect is off.
+# Fake GPU devices. slurmd only sets CUDA_VISIBLE_DEVICES for GRES files that are character
+# devices: make them with NVIDIA's major number where mknod is allowed, else link to harmless
+# existing ones (unprivileged containers).
+fallback=(/dev/null /dev/zero)
 for i in 0 1; do
     dev=/dev/fake_gpu$i
-    [ -e "$dev" ] || mknod "$dev" c 195 "$i" 2>/dev/null || touch "$dev"
+    if [ ! -c "$dev" ]; then
+        rm -f "$dev"
+        mknod "$dev" c 195 "$i" 2>/dev/null || ln -s "${fallback[$i]}" "$dev"
+    fi
 done
 
 cat > "$ETC/slurm.conf" <<EOF
@@ -109,14 +114,14 @@ AuthInfo=cred_expire=5
 KillWait=10
 InactiveLimit=0
 SlurmdTimeout=300
-NodeName=$host NodeAddr=127.0.0.1 $hardware Gres=gpu:2 State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 $hardware Gres=gpu:fake:2 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 
 cat > "$ETC/gres.conf" <<EOF
 $MARKER (tests/slurm/start.sh)
 AutoDetect=off
-NodeName=$host Name=gpu File=/dev/fake_gpu[0-1]
+NodeName=$host Name=gpu Type=fake File=/dev/fake_gpu[0-1]
 EOF
 
 cat > "$ETC/cgroup.conf" <<EOF
@@ -174,4 +179,4 @@ node_up() {
     esac
 }
 wait_for 60 "node $host" node_up
-echo "start.sh: SLURM cluster up: node $host, $cpus CPUs, 2 GPUs (gres), partition debug, state $STATE"
+echo "start.sh: SLURM cluster up: node $host, $cpus CPUs, 2 fake GPUs (gres gpu:fake:2), partition debug, state $STATE"

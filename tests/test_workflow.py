@@ -1,0 +1,269 @@
+"""The Snakemake workflow, run through `snakemake --profile local` in a temporary copy of the
+repository's workflow with a tiny toy experiment: end to end, what reruns after which change,
+resuming an interrupted training, dry runs of the real corpora (offline) and config errors."""
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXP = Path("results/toy/de-en")
+
+# A few seconds of training: enough for checkpoints every 10 steps, nothing more.
+TINY = {
+    "defaults": {
+        "tokenizer": {"vocab_size": 400},
+        "train": {
+            "arch": "transformer_tiny", "embed_dim": 32, "ffn_dim": 64, "heads": 2, "encoder_layers": 1,
+            "decoder_layers": 1, "dropout": 0.1, "lr": 0.003, "warmup": 10, "batch_size": 512,
+            "max_steps": 60, "valid_interval": 10, "log_interval": 10, "valid_decode": False,
+            "best_metric": "loss",
+        },
+        "decode": {"beam_size": 2, "max_len_a": 0, "max_len_b": 12},
+        "resources": {"threads": 2},
+    },
+    "corpora": {
+        "toy": {"source": "synthetic", "sizes": {"train": 1000, "valid": 20, "test": 20}, "pairs": {"de-en": {}}},
+    },
+}
+
+
+def workspace(path: Path, config: dict | None = TINY) -> Path:
+    """A copy of the workflow with `config` (None: the repository's config/config.yaml)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for folder in ("workflow", "rules", "profiles", "config"):
+        shutil.copytree(REPO / folder, path / folder)
+    if config is not None:
+        (path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def edit_config(path: Path, edit) -> None:
+    config_file = path / "config" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    edit(config)
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--profile", "profiles/local", *args]
+
+
+def environment() -> dict[str, str]:
+    """The pasero commands are console scripts next to this Python."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(path: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(command(*args), cwd=path, env=environment(), capture_output=True, text=True,
+                            timeout=600)
+    result.output = result.stdout + result.stderr
+    if ok:
+        assert result.returncode == 0, result.output[-3000:]
+    return result
+
+
+def planned_jobs(path: Path, *targets: str) -> dict[str, int]:
+    """{rule: number of jobs} that a dry run would execute ({} when there is nothing to do)."""
+    out = snakemake(path, "-n", *targets).output
+    if "Nothing to be done" in out:
+        return {}
+    jobs = {}
+    for line in out.split("Job stats:")[1].splitlines()[3:]:
+        fields = line.split()
+        if not fields or fields[0] == "total":
+            break
+        jobs[fields[0]] = int(fields[1])
+    return jobs
+
+
+def mtimes(path: Path, *names: str) -> dict[str, float]:
+    return {name: (path / EXP / name).stat().st_mtime for name in names}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The tiny toy experiment run to the end with the default target."""
+    path = workspace(tmp_path_factory.mktemp("finished"))
+    snakemake(path)
+    return path
+
+
+@pytest.fixture
+def copy_of_finished(finished, tmp_path) -> Path:
+    path = tmp_path / "copy"
+    shutil.copytree(finished, path, symlinks=True)  # keeps modification times and Snakemake's records
+    return path
+
+
+@pytest.mark.slow
+def test_the_toy_pipeline_runs_end_to_end(finished):
+    exp = finished / EXP
+    bleu = (exp / "bleu.txt").read_text()
+    assert bleu.startswith("BLEU|nrefs:1|") and "chrF2" in bleu
+    scores = json.loads((exp / "scores.json").read_text())
+    assert (scores["corpus"], scores["pair"], scores["n_lines"]) == ("toy", "de-en", 20)
+    assert scores["params"] > 0 and scores["steps"]
+    assert len((exp / "test.hyp").read_text().splitlines()) == 20
+    assert {"checkpoint_last.pt", "experiment.yaml", "train.jsonl"} <= {p.name for p in (exp / "train").iterdir()}
+    summary = (finished / "results" / "summary.tsv").read_text().splitlines()
+    assert summary[0].startswith("corpus\tpair\tvariant\tbleu\tchrf") and summary[1].startswith("toy\tde-en\t")
+    assert "BLEU by pair and corpus" in (finished / "results" / "summary.md").read_text()
+    assert (exp / "learning_curve.svg").read_text().lstrip().startswith("<?xml")
+    for rule in ("download", "tokenizer", "dict", "train", "select", "decode", "score"):
+        assert (exp / "logs" / f"{rule}.log").is_file() and (exp / "benchmarks" / f"{rule}.tsv").is_file()
+
+
+@pytest.mark.slow
+def test_a_second_run_does_nothing(finished):
+    assert planned_jobs(finished) == {}
+
+
+@pytest.mark.slow
+def test_editing_pasero_code_does_not_retrain(finished):
+    import pasero.training
+
+    Path(pasero.training.__file__).touch()  # what saving an edit does
+    assert planned_jobs(finished) == {}
+
+
+@pytest.mark.slow
+def test_changing_decoding_settings_reruns_only_decoding_and_scoring(copy_of_finished):
+    path = copy_of_finished
+    before = mtimes(path, "train/done", "model.pt", "test.hyp")
+    edit_config(path, lambda c: c["defaults"]["decode"].update(beam_size=3))
+    assert planned_jobs(path) == {"decode": 1, "score": 1, "aggregate": 1, "all": 1}
+    snakemake(path)
+    after = mtimes(path, "train/done", "model.pt", "test.hyp")
+    assert after["train/done"] == before["train/done"] and after["model.pt"] == before["model.pt"]
+    assert after["test.hyp"] > before["test.hyp"]
+    assert json.loads((path / EXP / "decode.json").read_text())["decoding"]["beam_size"] == 3
+
+
+@pytest.mark.slow
+def test_changing_training_settings_retrains_but_keeps_the_data(copy_of_finished):
+    edit_config(copy_of_finished, lambda c: c["defaults"]["train"].update(dropout=0.2))
+    assert planned_jobs(copy_of_finished) == {
+        "train": 1, "select": 1, "decode": 1, "score": 1, "learning_curve": 1, "aggregate": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_changing_tokenizer_settings_reruns_from_the_tokenizer_and_trains_from_scratch(copy_of_finished):
+    path = copy_of_finished
+    edit_config(path, lambda c: c["defaults"]["tokenizer"].update(vocab_size=440))
+    jobs = planned_jobs(path)
+    assert "download" not in jobs
+    assert jobs == {"tokenizer": 1, "dict": 1, "binarize": 4, "train": 1, "select": 1, "decode": 1, "score": 1,
+                    "learning_curve": 1, "aggregate": 1, "all": 1}
+    snakemake(path)
+    log = (path / EXP / "logs" / "train.log").read_text()
+    assert "settings changed" in log and "tokenizer.vocab_size" in log and "training from scratch" in log
+    assert "resumed from" not in log
+    assert yaml.safe_load((path / EXP / "train" / "experiment.yaml").read_text())["tokenizer"]["vocab_size"] == 440
+    assert planned_jobs(path) == {}
+
+
+def start_training(path: Path) -> subprocess.Popen:
+    """Snakemake up to the end of training, in its own process group (like a terminal's job)."""
+    return subprocess.Popen(command(str(EXP / "train" / "done")), cwd=path, env=environment(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killing_snakemake_during_training_then_rerunning_continues_training(copy_of_finished, sig):
+    path = copy_of_finished
+    shutil.rmtree(path / EXP / "train")
+    process = start_training(path)
+    try:
+        deadline = time.monotonic() + 300
+        while not glob.glob(str(path / EXP / "train" / "checkpoint_10.pt")):
+            assert process.poll() is None and time.monotonic() < deadline, "training never saved a checkpoint"
+            time.sleep(0.05)
+        os.killpg(process.pid, sig)  # Ctrl-C, or a crash of the whole job (kill -9)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert not (path / EXP / "train" / "done").exists()
+    assert (path / EXP / "train" / "checkpoint_last.pt").exists()
+    if sig == signal.SIGKILL:
+        snakemake(path, "--unlock")  # a killed Snakemake leaves its lock behind
+    snakemake(path, str(EXP / "train" / "done"))
+    log = (path / EXP / "logs" / "train.log").read_text()
+    resumed = re.search(r"resumed from \S+checkpoint_last.pt \(step (\d+)", log)
+    assert resumed and int(resumed.group(1)) >= 10, log
+    assert "training from scratch" not in log
+    assert "training finished at step 60" in log
+
+
+# Dry runs and errors: no training, no network --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_config(tmp_path_factory) -> Path:
+    return workspace(tmp_path_factory.mktemp("real"), config=None)
+
+
+def test_dry_runs_of_ted_and_iwslt_targets_work_offline(real_config):
+    targets = ["results/TED/de-en/bleu.txt", "results/TED/de-en.big/bleu.txt", "results/TED/en-de/bleu.txt",
+               "results/IWSLT14/de-en/bleu.txt", "results/IWSLT17/de-en/bleu.txt"]
+    out = snakemake(real_config, "-n", *targets).output
+    assert "--source ted_talks --pair de-en" in out and "http://phontron.com/data/ted_talks.tar.gz" in out
+    assert "--source iwslt14" in out and "--source iwslt17" in out and out.count("--url") >= 5
+    assert "--bleu-tok none" in out  # TED is tokenized already
+    # the `big` variant trains its own model on the data of its pair
+    assert "results/TED/de-en.big/train/done" in out and "results/TED/de-en.big/tokenizer" not in out
+    assert not (real_config / "results").exists()
+
+
+def test_the_default_target_is_every_listed_experiment_and_the_summary(real_config):
+    config = yaml.safe_load((real_config / "config" / "config.yaml").read_text())
+    n = sum(len(corpus["pairs"]) for corpus in config["corpora"].values())
+    jobs = planned_jobs(real_config)
+    assert jobs["score"] == n and jobs["train"] == n and jobs["aggregate"] == 1
+
+
+@pytest.mark.parametrize("target, message", [
+    ("results/WMT/de-en/bleu.txt", "unknown corpus 'WMT'; config/config.yaml defines: toy, TED"),
+    ("results/toy/fr-en/bleu.txt", "corpus 'toy' has no pair 'fr-en'; config/config.yaml lists: de-en"),
+    ("results/toy/de-en.huge/bleu.txt", "unknown variant 'huge' in 'de-en.huge'; config/config.yaml defines: big"),
+])
+def test_an_unknown_corpus_pair_or_variant_is_a_clear_error(real_config, target, message):
+    result = snakemake(real_config, "-n", target, ok=False)
+    assert result.returncode != 0 and message in result.output
+
+
+def test_a_config_typo_is_an_error_before_any_job(tmp_path):
+    path = workspace(tmp_path)
+    edit_config(path, lambda c: c["defaults"]["train"].update(lrr=0.1))
+    result = snakemake(path, ok=False)
+    assert result.returncode != 0
+    assert "config/config.yaml, defaults/train: unknown key 'lrr'; did you mean lr?" in result.output
+    assert not (path / "results").exists()
+
+
+def test_a_wrong_type_is_an_error_before_any_job(tmp_path):
+    path = workspace(tmp_path)
+    edit_config(path, lambda c: c["corpora"]["toy"]["pairs"].update({"de-en": {"decode": {"beam_size": "five"}}}))
+    result = snakemake(path, ok=False)
+    assert "corpora/toy/pairs/de-en (resolved settings)/decode/beam_size: 'five' is not of type 'integer'" in \
+        result.output
+    assert not (path / "results").exists()
+
+
+def test_snakemake_lint_is_clean(real_config):
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=real_config, env=environment(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
