@@ -1,8 +1,8 @@
 """Batched search over the decoder's key/value cache: beam search, greedy decoding and sampling.
 
 Every sentence and every beam of a batch moves forward in one tensor batch: one decoder step,
-one top-k over beam x vocabulary, one gather to reorder the beams' histories and one index_select
-to reorder the cache. Python only loops over time steps. Sentences leave the batch as soon as
+one top-k over beam x vocabulary, one gather to reorder the beams' histories and one call of
+`model.reorder...` to reorder the cache. Python only loops over time steps. Sentences leave the batch as soon as
 they are finished, so a long sentence does not make the short ones pay for its steps.
 
 Conventions are fairseq's, so that results can be compared with `fairseq-generate`:
@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from pasero.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pasero.model import Transformer
 
 PAD, EOS = 1, 2
 NEG_INF = float("-inf")
@@ -62,7 +65,7 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def max_lengths(model, src_tokens: Tensor, max_len_a: float, max_len_b: int) -> Tensor:
+def max_lengths(model: Transformer, src_tokens: Tensor, max_len_a: float, max_len_b: int) -> Tensor:
     """Per-sentence maximum number of target tokens before eos (within the model's positions)."""
     src_lens = src_tokens.ne(model.padding_idx).sum(1)
     max_lens = (max_len_a * src_lens.double() + max_len_b).long()
@@ -72,10 +75,10 @@ def max_lengths(model, src_tokens: Tensor, max_len_a: float, max_len_b: int) -> 
 def constrain(lprobs: Tensor, step: int, min_len: int, force_eos: Tensor | None) -> Tensor:
     """No padding; no eos before `min_len` tokens; only eos in rows that reached their maximum."""
     lprobs[:, PAD] = NEG_INF
-    eos_lprobs = lprobs[:, EOS].clone()
+    eos_lprobs = lprobs[:, EOS].clone() if force_eos is not None else None
     if step < min_len:
         lprobs[:, EOS] = NEG_INF
-    if force_eos is not None:
+    if force_eos is not None:  # None: no row is at its maximum length
         lprobs.masked_fill_(force_eos[:, None], NEG_INF)
         lprobs[:, EOS] = torch.where(force_eos, eos_lprobs, lprobs[:, EOS])
     return lprobs
@@ -88,7 +91,7 @@ def _check(src_tokens: Tensor, min_len: int) -> None:
         raise ConfigError(f"min_len must be >= 0, got {min_len}")
 
 
-def beam_search(model, src_tokens: Tensor, beam_size: int = 5, max_len_a: float = 1.2, max_len_b: int = 10,
+def beam_search(model: Transformer, src_tokens: Tensor, beam_size: int = 5, max_len_a: float = 1.2, max_len_b: int = 10,
                 min_len: int = 1, len_penalty: float = 1.0, nbest: int = 1,
                 need_attention: bool = False) -> list[list[Hypothesis]]:
     """The `nbest` best hypotheses of each source sentence (right-padded (B, S) token ids), best first."""
@@ -118,11 +121,12 @@ def beam_search(model, src_tokens: Tensor, beam_size: int = 5, max_len_a: float 
         # Finished hypotheses, per input sentence.
         fin = _Finished(bsz, k, steps, src_len if need_attention else 0, device)
 
+        shortest = int(max_lens.min())  # from this step on, eos is forced in some sentence
         for step in range(steps):
             logits, step_attn = model.decode_step(prev, encoder_out, cache, need_attention=need_attention)
             lprobs = torch.log_softmax(logits.float(), dim=-1)
             b, vocab = scores.size(0), lprobs.size(1)
-            force = (max_lens[sent] <= step).repeat_interleave(k)
+            force = (max_lens[sent] <= step).repeat_interleave(k) if step >= shortest else None
             lprobs = constrain(lprobs, step, min_len, force)
             if attn is not None:
                 attn[:, step] = step_attn.float()
@@ -135,11 +139,12 @@ def beam_search(model, src_tokens: Tensor, beam_size: int = 5, max_len_a: float 
 
             # Eos among the best k candidates finishes a hypothesis.
             fin_mask = cand_eos[:, :k]
-            if fin_mask.any():
+            done = (fin.count[sent] + fin_mask.sum(1)).ge(k) | max_lens[sent].le(step)
+            any_finished, any_done, all_done = torch.stack([fin_mask.any(), done.any(), done.all()]).tolist()
+            if any_finished:
                 fin.add(sent, fin_mask, cand_rows[:, :k], cand_scores[:, :k], step, len_penalty,
                         tokens, pos_scores, lprobs[:, EOS], attn)
-            done = fin.count[sent].ge(k) | max_lens[sent].le(step)
-            if done.all():
+            if all_done:
                 break
 
             # The k best candidates that do not end with eos carry on.
@@ -149,10 +154,11 @@ def beam_search(model, src_tokens: Tensor, beam_size: int = 5, max_len_a: float 
             new_tokens = cand_tokens.gather(1, keep)
             scores = cand_scores.gather(1, keep)
             new_pos = lprobs[rows.view(-1), new_tokens.view(-1)]
-            if done.any():  # finished sentences leave the batch
+            if any_done:  # finished sentences leave the batch
                 rows, new_tokens, scores, new_pos = rows[~done], new_tokens[~done], scores[~done], \
                     new_pos.view(b, k)[~done]
                 sent = sent[~done]
+                shortest = int(max_lens[sent].min())
                 encoder_out, cache = model.reorder(encoder_out, cache, rows.view(-1))
             else:
                 model.reorder_self_attention(cache, rows.view(-1))
@@ -215,14 +221,14 @@ class _Finished:
         return out
 
 
-def greedy_search(model, src_tokens: Tensor, max_len_a: float = 1.2, max_len_b: int = 10, min_len: int = 1,
+def greedy_search(model: Transformer, src_tokens: Tensor, max_len_a: float = 1.2, max_len_b: int = 10, min_len: int = 1,
                   len_penalty: float = 1.0, need_attention: bool = False) -> list[list[Hypothesis]]:
     """The most probable next token at every step: beam search with one beam, without its bookkeeping."""
     return _sequential(model, src_tokens, 1, _argmax, 1.0, max_len_a, max_len_b, min_len, len_penalty,
                        need_attention)
 
 
-def sample(model, src_tokens: Tensor, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
+def sample(model: Transformer, src_tokens: Tensor, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
            top_p: float = 1.0, seed: int | None = None, max_len_a: float = 1.2, max_len_b: int = 10,
            min_len: int = 1, len_penalty: float = 1.0, need_attention: bool = False) -> list[list[Hypothesis]]:
     """`num_samples` independent samples per sentence, best normalized score first.
@@ -259,7 +265,7 @@ def _argmax(lprobs: Tensor) -> Tensor:
     return lprobs.argmax(dim=1)
 
 
-def _sequential(model, src_tokens: Tensor, copies: int, choose, temperature: float, max_len_a: float,
+def _sequential(model: Transformer, src_tokens: Tensor, copies: int, choose, temperature: float, max_len_a: float,
                 max_len_b: int, min_len: int, len_penalty: float, need_attention: bool) -> list[list[Hypothesis]]:
     """Extend `copies` hypotheses per sentence one token at a time, each on its own (greedy, sampling)."""
     _check(src_tokens, min_len)
@@ -282,10 +288,12 @@ def _sequential(model, src_tokens: Tensor, copies: int, choose, temperature: flo
         lengths = torch.full((n,), steps, dtype=torch.long, device=device)
         attn = torch.zeros(n, steps, src_len, device=device) if need_attention else None
 
+        shortest = int(max_lens.min())  # from this step on, eos is forced in some row
         for step in range(steps):
             logits, step_attn = model.decode_step(prev, encoder_out, cache, need_attention=need_attention)
             logits = logits.float() / temperature if temperature != 1.0 else logits.float()
-            lprobs = constrain(torch.log_softmax(logits, dim=-1), step, min_len, max_lens[active].le(step))
+            force = max_lens[active].le(step) if step >= shortest else None
+            lprobs = constrain(torch.log_softmax(logits, dim=-1), step, min_len, force)
             next_tokens = choose(lprobs)
             tokens[active, step] = next_tokens
             pos_scores[active, step] = lprobs.gather(1, next_tokens[:, None]).squeeze(1)
@@ -299,6 +307,7 @@ def _sequential(model, src_tokens: Tensor, copies: int, choose, temperature: flo
                 keep = (~finished).nonzero().squeeze(1)
                 encoder_out, cache = model.reorder(encoder_out, cache, keep)
                 active, next_tokens = active[keep], next_tokens[keep]
+                shortest = int(max_lens[active].min())
             prev = next_tokens
 
         src_lens = src_tokens.ne(model.padding_idx).sum(1).repeat_interleave(copies).tolist()
@@ -313,7 +322,7 @@ def _sequential(model, src_tokens: Tensor, copies: int, choose, temperature: flo
         return [sorted(hyps[i:i + copies], key=lambda h: -h.normalized_score) for i in range(0, n, copies)]
 
 
-def generate(model, src_tokens: Tensor | Sequence[Sequence[int]], beam_size: int = 5, nbest: int = 1,
+def generate(model: Transformer, src_tokens: Tensor | Sequence[Sequence[int]], beam_size: int = 5, nbest: int = 1,
              max_len_a: float = 1.2, max_len_b: int = 10, min_len: int = 1, len_penalty: float = 1.0,
              sampling: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              seed: int | None = None, need_attention: bool = False) -> list[list[Hypothesis]]:

@@ -125,7 +125,8 @@ def add_slurm_arguments(parser: argparse.ArgumentParser, data_parallel: bool = F
                        help="GPU model, e.g. a100 (default: $PASERO_SLURM_GPU_TYPE or any)")
     group.add_argument("--slurm-cpus-per-gpu", type=int, metavar="N",
                        help="CPU cores per GPU (default: $PASERO_SLURM_CPUS_PER_GPU or 4)")
-    group.add_argument("--slurm-mem-gb", type=float, metavar="GB", help="memory (default 32)")
+    group.add_argument("--slurm-mem-gb", type=float, metavar="GB",
+                       help="memory (default: $PASERO_SLURM_GPU_MEM_MB / 1000 or 32)")
     group.add_argument("--slurm-partition", metavar="NAME",
                        help="partition (default: $PASERO_SLURM_PARTITION or the cluster's)")
     group.add_argument("--slurm-account", metavar="NAME",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pasero import __version__, checkpoints, distributed
+from pasero import __version__, checkpoints, distributed, scoring, search
 from pasero.batching import BatchIterator, fixed_batches, open_pair, shard
 from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
 from pasero.dictionary import Dictionary
@@ -37,6 +37,7 @@ from pasero.errors import CheckpointError, DataError
 from pasero.files import atomic_output
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
+from pasero.tokenizer import Tokenizer
 from pasero.train_config import TrainConfig, save_config
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,6 @@ class Trainer:
         self.dictionary = Dictionary.load(self.dict_path)
         self.tokenizer = None
         if cfg.tokenizer:
-            from pasero.tokenizer import Tokenizer
             if not Path(cfg.tokenizer).is_dir():
                 raise DataError(f"{cfg.tokenizer}: tokenizer folder not found (set the 'tokenizer' option)")
             self.tokenizer = Tokenizer.load(cfg.tokenizer)
@@ -339,7 +339,6 @@ class Trainer:
         return metrics
 
     def _decode_valid(self, model: Transformer) -> dict[str, float]:
-        from pasero import scoring, search  # inference side, only needed here
         cfg, data = self.cfg, self.valid_data
         sub = data.head(cfg.valid_max_size)
         hyps, refs = [""] * len(sub), [""] * len(sub)

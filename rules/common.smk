@@ -199,6 +199,11 @@ def run_settings(wildcards):
     return {"corpus": corpus, "tokenizer": e["tokenizer"], "dict": e["dict"], "train": e["train"]}
 
 
+def launcher(gpus):
+    """Data-parallel training on the job's GPUs: one process per GPU (torchrun), else none."""
+    return f"torchrun --standalone --nproc-per-node {gpus} --no-python " if gpus > 1 else ""
+
+
 def stale_checkpoints(train_dir, settings, log):
     """Record `settings` in train_dir/experiment.yaml; True if its checkpoints were made with others.
 

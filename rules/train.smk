@@ -8,6 +8,8 @@
 # params, so changing them reruns this rule, and they are recorded in train/experiment.yaml: when
 # they differ from those of the checkpoints there, training starts over (--reset) instead of
 # resuming. Editing pasero's code changes neither, so finished models are kept.
+#
+# With more than one GPU (resources: gpus: N), torchrun starts one training process per GPU.
 
 
 rule train:
@@ -33,8 +35,9 @@ rule train:
         "../workflow/envs/pasero.yaml"
     run:
         reset = "--reset" if stale_checkpoints(params.dir, params.run, log[0]) else ""
+        run_on_gpus = launcher(resources.gpu)
         shell(
-            "OMP_NUM_THREADS={threads} pasero-train --data-dir {params.data} --dict {input.dict}"
+            "OMP_NUM_THREADS={threads} {run_on_gpus}pasero-train --data-dir {params.data} --dict {input.dict}"
             " --tokenizer {params.tokenizer} --model-dir {params.dir} {params.langs} {params.options}"
             " {reset} >> {log} 2>&1"
         )

@@ -62,7 +62,8 @@ def test_resume_after_dropped_connection(tmp_path):
         assert dest.read_bytes() == data
         first, second = server.requests
         assert first["range"] is None
-        assert second["status"] == 206 and second["range"] == f"bytes={len(data) // 2}-"
+        resumed_at = int(second["range"].removeprefix("bytes=").rstrip("-"))
+        assert second["status"] == 206 and 0 < resumed_at <= len(data) // 2
         assert not (tmp_path / "corpus.tar.gz.part").exists()
     finally:
         server.close()

@@ -105,4 +105,5 @@ def test_model_without_tokenizer_takes_pieces(model_path, tmp_path, generator):
     pretokenized = TextGenerator.build(tmp_path / "model.pt")
     pieces = [generator.tokenize(line) for line in LINES[:10]]
     out = pretokenized.decode(pieces)
-    assert [nbest[0]["detok"] for nbest in out] == [" ".join(nbest[0]["tokens"]) for nbest in generator.decode(LINES[:10])]
+    with_tokenizer = generator.decode(LINES[:10])
+    assert [nbest[0]["detok"] for nbest in out] == [" ".join(nbest[0]["tokens"]) for nbest in with_tokenizer]

@@ -39,13 +39,24 @@ def _sh(*cmd: str, timeout: float = 60, check: bool = True, **kwargs) -> subproc
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check, **kwargs)
 
 
+def _test_cluster_up() -> bool:
+    """Is our test cluster (not some other SLURM configuration) up already?"""
+    conf = Path("/etc/slurm/slurm.conf")
+    if not conf.exists() or not conf.read_text().startswith("# pasero test cluster"):
+        return False
+    return "UP" in _sh("scontrol", "ping", timeout=15, check=False).stdout
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """The local test cluster, started for this session unless it was already up."""
     if not (shutil.which("slurmctld") or Path("/usr/sbin/slurmctld").exists()) or not shutil.which("sbatch"):
         pytest.skip("SLURM is not installed (as root: bash tests/slurm/install.sh)")
     if os.geteuid() != 0:
-        pytest.skip("starting the test SLURM cluster needs root")
+        if _test_cluster_up():
+            yield STATE_DIR
+            return
+        pytest.skip("starting the test SLURM cluster needs root (or start it first: sudo bash tests/slurm/start.sh)")
     started = _sh("bash", str(SLURM_SCRIPTS / "start.sh"), STATE_DIR, timeout=180, check=False)
     if started.returncode != 0:
         pytest.fail(f"tests/slurm/start.sh failed:\n{started.stdout}{started.stderr}")

@@ -26,7 +26,7 @@ TINY = {
         "train": {
             "arch": "transformer_tiny", "embed_dim": 32, "ffn_dim": 64, "heads": 2, "encoder_layers": 1,
             "decoder_layers": 1, "dropout": 0.1, "lr": 0.003, "warmup": 10, "batch_size": 512,
-            "max_steps": 60, "valid_interval": 10, "log_interval": 10, "valid_decode": False,
+            "max_steps": 40, "valid_interval": 10, "log_interval": 10, "valid_decode": False,
             "best_metric": "loss",
         },
         "decode": {"beam_size": 2, "max_len_a": 0, "max_len_b": 12},
@@ -165,47 +165,56 @@ def test_changing_tokenizer_settings_reruns_from_the_tokenizer_and_trains_from_s
     assert "download" not in jobs
     assert jobs == {"tokenizer": 1, "dict": 1, "binarize": 4, "train": 1, "select": 1, "decode": 1, "score": 1,
                     "learning_curve": 1, "aggregate": 1, "all": 1}
-    snakemake(path)
+    snakemake(path, str(EXP / "train" / "done"))
     log = (path / EXP / "logs" / "train.log").read_text()
     assert "settings changed" in log and "tokenizer.vocab_size" in log and "training from scratch" in log
-    assert "resumed from" not in log
+    assert "resumed from" not in log and "training finished at step 40" in log
     assert yaml.safe_load((path / EXP / "train" / "experiment.yaml").read_text())["tokenizer"]["vocab_size"] == 440
-    assert planned_jobs(path) == {}
 
 
-def start_training(path: Path) -> subprocess.Popen:
-    """Snakemake up to the end of training, in its own process group (like a terminal's job)."""
-    return subprocess.Popen(command(str(EXP / "train" / "done")), cwd=path, env=environment(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killing_snakemake_during_training_then_rerunning_continues_training(copy_of_finished, sig):
-    path = copy_of_finished
-    shutil.rmtree(path / EXP / "train")
-    process = start_training(path)
+def interrupt_training(path: Path, sig: int, at_step: int) -> None:
+    """Run Snakemake up to the end of training and send `sig` to it and its jobs (Ctrl-C in a
+    terminal, or a crash of everything: kill -9) once the checkpoint of `at_step` is the last one."""
+    checkpoint, last = path / EXP / "train" / f"checkpoint_{at_step}.pt", path / EXP / "train" / "checkpoint_last.pt"
+    process = subprocess.Popen(command(str(EXP / "train" / "done")), cwd=path, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not glob.glob(str(path / EXP / "train" / "checkpoint_10.pt")):
-            assert process.poll() is None and time.monotonic() < deadline, "training never saved a checkpoint"
+        while not (checkpoint.exists() and last.exists() and os.path.samefile(checkpoint, last)):
+            assert process.poll() is None and time.monotonic() < deadline, f"no {checkpoint.name}"
             time.sleep(0.05)
-        os.killpg(process.pid, sig)  # Ctrl-C, or a crash of the whole job (kill -9)
+        os.killpg(process.pid, sig)
         process.wait(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert not (path / EXP / "train" / "done").exists()
-    assert (path / EXP / "train" / "checkpoint_last.pt").exists()
-    if sig == signal.SIGKILL:
-        snakemake(path, "--unlock")  # a killed Snakemake leaves its lock behind
-    snakemake(path, str(EXP / "train" / "done"))
+
+
+def resumed_step(path: Path) -> int:
+    """The step the last training job resumed from (its log is rewritten by every attempt)."""
     log = (path / EXP / "logs" / "train.log").read_text()
-    resumed = re.search(r"resumed from \S+checkpoint_last.pt \(step (\d+)", log)
-    assert resumed and int(resumed.group(1)) >= 10, log
     assert "training from scratch" not in log
-    assert "training finished at step 60" in log
+    match = re.search(r"resumed from \S+checkpoint_last\.pt \(step (\d+)", log)
+    assert match, log
+    return int(match.group(1))
+
+
+@pytest.mark.slow
+def test_killing_snakemake_during_training_then_rerunning_continues_training(copy_of_finished):
+    path = copy_of_finished
+    shutil.rmtree(path / EXP / "train")
+
+    interrupt_training(path, signal.SIGINT, at_step=10)
+    # the checkpoint saved on SIGINT (step 10 or just after) survives; the rerun continues from it
+    interrupt_training(path, signal.SIGKILL, at_step=20)
+    assert resumed_step(path) >= 10
+
+    snakemake(path, "--unlock")  # a killed Snakemake leaves its lock behind
+    snakemake(path, str(EXP / "train" / "done"))
+    assert resumed_step(path) >= 20
+    assert "training finished at step 40" in (path / EXP / "logs" / "train.log").read_text()
 
 
 # Dry runs and errors: no training, no network --------------------------------------------------
@@ -267,3 +276,15 @@ def test_snakemake_lint_is_clean(real_config):
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=real_config, env=environment(),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_offers_every_pasero_train_option():
+    """`train:` keys are checked against the schema before anything runs, so the schema must list
+    exactly pasero-train's options but those the workflow sets itself."""
+    from pasero.train_config import known_keys
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    offered = set(schema["$defs"]["settings"]["properties"]["train"]["properties"])
+    set_by_the_workflow = {"data_dir", "dict", "tokenizer", "model_dir", "source_lang", "target_lang",
+                           "train_split", "valid_split"}
+    assert offered == set(known_keys()) - set_by_the_workflow

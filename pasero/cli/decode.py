@@ -183,7 +183,14 @@ def check_args(args: argparse.Namespace) -> None:
 
 @command
 def decode_main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return _decode(build_parser().parse_args(argv))
+    except BrokenPipeError:  # e.g. `pasero-decode ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _decode(args: argparse.Namespace) -> int:
     setup_logging()
     check_args(args)
     options = {k: getattr(args, k) for k in ("beam_size", "nbest", "len_penalty", "max_len_a", "max_len_b",
@@ -229,6 +236,7 @@ def write_info(path: str, generator: TextGenerator, translator: Translator, inpu
     seconds = translator.seconds
     info = {
         **generator.meta,
+        "source_lang": generator.source_lang, "target_lang": generator.target_lang,
         "inputs": [p or "-" for p in inputs], "outputs": [p or "-" for p in outputs],
         "n_lines": n_output, "n_lines_decoded": translator.n_lines,
         "decode_seconds": round(seconds, 3),

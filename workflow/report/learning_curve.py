@@ -27,14 +27,20 @@ def plot(rows, title, output):
     loss_ax.plot(*series(rows, "train", "loss"), label="train loss", linewidth=1)
     loss_ax.plot(*series(rows, "valid", "loss"), "o-", label="valid loss", markersize=3)
     loss_ax.set(xlabel="step", ylabel="label-smoothed loss (base 2)", title=f"{title}: loss")
+    scored = False
     for key in ("bleu", "chrf"):
         steps, values = series(rows, "valid", key)
         if steps:
             score_ax.plot(steps, values, "o-", label=f"valid {'chrF' if key == 'chrf' else 'BLEU'}", markersize=3)
+            scored = True
+    if not scored:
+        score_ax.text(0.5, 0.5, "no validation BLEU/chrF\n(valid_decode: false)", ha="center", va="center",
+                      transform=score_ax.transAxes)
     best = [r for r in rows if r.get("type") == "valid" and r.get("best_step") is not None]
     if best:
-        score_ax.axvline(best[-1]["best_step"], color="grey", linestyle=":",
-                         label=f"best {best[-1]['best_metric']} (step {best[-1]['best_step']})")
+        for ax in (loss_ax, score_ax) if scored else (loss_ax,):
+            ax.axvline(best[-1]["best_step"], color="grey", linestyle=":",
+                       label=f"best {best[-1]['best_metric']} (step {best[-1]['best_step']})")
     score_ax.set(xlabel="step", ylabel="score", title=f"{title}: validation")
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
