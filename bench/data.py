@@ -45,11 +45,11 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run(command: list, stdout: Path | None = None) -> tuple[float, float, float]:
+def run(command: list, log: Path) -> tuple[float, float, float]:
     """Run a command -> (seconds, peak single-process RSS MiB, peak tree RSS MiB)."""
-    out = open(stdout, "wb") if stdout else subprocess.DEVNULL
     start = time.perf_counter()
-    process = subprocess.Popen([str(c) for c in command], stdout=out)
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen([str(c) for c in command], stdout=subprocess.DEVNULL, stderr=stderr)
     peak = 0
     done = threading.Event()
 
@@ -66,10 +66,8 @@ def run(command: list, stdout: Path | None = None) -> tuple[float, float, float]
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
-    if stdout:
-        out.close()
     if process.returncode:
-        sys.exit(f"{command[0]} failed with exit code {process.returncode}")
+        sys.exit(f"{command[0]} failed with exit code {process.returncode}:\n{log.read_text()}")
     return seconds, usage.ru_maxrss / 1024, peak / 2**20
 
 
@@ -113,21 +111,25 @@ def main() -> None:
         steps = [
             ("build-tokenizer", 2 * lines, [BIN / "pasero-build-tokenizer", "-i", src, tgt, "-o", tok,
                                             "--vocab-size", args.vocab_size, "--inline-case",
-                                            "--sample-size", args.sample_size], None),
-            ("tokenize (1 process)", lines, [BIN / "pasero-tokenize", tok, "-i", src, "-o", work / "train.tok.de"], None),
+                                            "--sample-size", args.sample_size]),
+            ("tokenize (1 process)", lines,
+             [BIN / "pasero-tokenize", tok, "-i", src, "-o", work / "train.tok.de"]),
             ("build-dict", 2 * lines, [BIN / "pasero-build-dict", "-i", src, tgt, "--tokenizer", tok,
-                                       "-o", dict_txt, "--workers", args.workers], None),
+                                       "-o", dict_txt, "--workers", args.workers]),
             ("binarize raw text", lines, [BIN / "pasero-binarize", "--dict", dict_txt, "--tokenizer", tok,
                                           "-i", src, "-o", work / "bin" / "train.de-en.de",
-                                          "--workers", args.workers], None),
+                                          "--workers", args.workers]),
             ("binarize tokenized text", lines, [BIN / "pasero-binarize", "--dict", dict_txt,
                                                 "-i", work / "train.tok.de", "-o", work / "bin" / "tok.de-en.de",
-                                                "--workers", args.workers], None),
+                                                "--workers", args.workers]),
         ]
-        print(f"{'step':<26}{'seconds':>9}{'lines/s':>11}{'maxrss MiB':>12}{'tree MiB':>10}")
-        for name, n, command, stdout in steps:
-            seconds, maxrss, tree = run(command, stdout)
-            print(f"{name:<26}{seconds:>9.1f}{n / seconds:>11.0f}{maxrss:>12.0f}{tree:>10.0f}", flush=True)
+        # The load average tells whether other work shared the CPUs during a step.
+        print(f"{'step':<26}{'seconds':>9}{'lines/s':>11}{'maxrss MiB':>12}{'tree MiB':>10}{'load':>7}")
+        for i, (name, n, command) in enumerate(steps):
+            seconds, maxrss, tree = run(command, work / f"step{i}.log")
+            load = os.getloadavg()[0]
+            print(f"{name:<26}{seconds:>9.1f}{n / seconds:>11.0f}{maxrss:>12.0f}{tree:>10.0f}{load:>7.1f}",
+                  flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -35,7 +35,7 @@ def build_generator(device: str, dtype: torch.dtype, vocab: int) -> TextGenerato
     cfg = build_config("transformer_small", dropout=0.0, shared_embeddings=True)
     model = Transformer(cfg, vocab, vocab).to(device=device, dtype=dtype).eval()
     dictionary = Dictionary.from_symbols([f"w{i}" for i in range(vocab - 4)])
-    return TextGenerator(model, dictionary, None, DecodingOptions())
+    return TextGenerator(model, dictionary, None, DecodingOptions())  # no tokenizer: ids in, pieces out
 
 
 def bench(generator: TextGenerator, sentences: list[np.ndarray], beam: int, batch_size: int) -> tuple[float, float]:

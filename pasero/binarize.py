@@ -140,17 +140,14 @@ class Encoder:
     def encode(self, lines: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """-> (concatenated ids, sentence lengths)."""
         if self.tokenizer is None:
-            get, unk, eos = self.dictionary._indices.get, Dictionary.unk_idx, Dictionary.eos_idx
+            get, unk, eos = self.dictionary.indices.get, Dictionary.unk_idx, Dictionary.eos_idx
             sentences = [[get(t, unk) for t in line.split()] + [eos] for line in lines]
             sizes = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
             flat = np.fromiter(itertools.chain.from_iterable(sentences), dtype=np.int64, count=int(sizes.sum()))
             return flat, sizes
-        sentences = self.tokenizer.encode_batch(lines)
-        for ids in sentences:
-            ids.append(self._eos_slot)
-        sizes = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
-        flat = np.fromiter(itertools.chain.from_iterable(sentences), dtype=np.int64, count=int(sizes.sum()))
-        return self._to_dict[flat], sizes
+        ids, sizes = self.tokenizer.encode_flat(lines)
+        ids = np.insert(ids, np.cumsum(sizes), self._eos_slot)  # </s> after every line
+        return self._to_dict[ids], sizes + 1
 
     def count(self, lines: Sequence[str]) -> collections.Counter | np.ndarray:
         """Token counts: a Counter of pieces, or (with a tokenizer) a bincount of piece ids."""
@@ -159,8 +156,7 @@ class Encoder:
             for line in lines:
                 counter.update(line.split())
             return counter
-        ids = list(itertools.chain.from_iterable(self.tokenizer.encode_batch(lines)))
-        return np.bincount(np.array(ids, dtype=np.int64), minlength=len(self.tokenizer))
+        return np.bincount(self.tokenizer.encode_flat(lines)[0], minlength=len(self.tokenizer))
 
 
 _ENCODER: Encoder | None = None
@@ -171,25 +167,25 @@ def _init_worker(encoder: Encoder) -> None:
     _ENCODER = encoder
 
 
-def _binarize_range(path: str, start: int, end: int, prefix: str | None, dtype: np.dtype,
-                    builder: IndexedDatasetBuilder | None = None) -> BinarizeStats | _BadLine:
+def _encode_range(path: str, start: int, end: int, builder: IndexedDatasetBuilder) -> BinarizeStats:
+    """Encode the lines of a byte range into `builder` (raises `_BadLine`)."""
     stats = BinarizeStats()
-    own = builder is None
-    builder = builder or IndexedDatasetBuilder(prefix, dtype)
-    try:
-        for lines in read_range(path, start, end):
-            ids, sizes = _ENCODER.encode(lines)
-            builder.add_many(ids, sizes)
-            stats.sentences += len(sizes)
-            stats.tokens += len(ids)
-            stats.unknown += int(np.count_nonzero(ids == Dictionary.unk_idx))
-    except _BadLine as e:
-        if own:
-            builder.discard()
-        return e
-    if own:
-        builder.finalize()
+    for lines in read_range(path, start, end):
+        ids, sizes = _ENCODER.encode(lines)
+        builder.add_many(ids, sizes)
+        stats.sentences += len(sizes)
+        stats.tokens += len(ids)
+        stats.unknown += int(np.count_nonzero(ids == Dictionary.unk_idx))
     return stats
+
+
+def _binarize_part(path: str, start: int, end: int, prefix: str, dtype: np.dtype) -> BinarizeStats | _BadLine:
+    """Worker task: a byte range into its own temporary dataset."""
+    try:
+        with IndexedDatasetBuilder(prefix, dtype) as builder:
+            return _encode_range(path, start, end, builder)
+    except _BadLine as e:
+        return e
 
 
 def _count_range(path: str, start: int, end: int) -> collections.Counter | np.ndarray | _BadLine:
@@ -226,12 +222,11 @@ def check_vocabulary(dictionary: Dictionary, tokenizer: Tokenizer, dict_name: st
     pieces = [p for i, p in enumerate(tokenizer.pieces)
               if i not in tokenizer.byte_ids and i not in tokenizer.special_ids]
     missing = [p for p in pieces if p not in dictionary]
-    markers = [m for m in tokenizer.user_symbols[:2] if tokenizer.inline_case and m not in dictionary]
-    if markers or len(missing) > len(pieces) / 2:
-        raise DataError(
-            f"{dict_name} does not match {tokenizer_name}: {len(missing)} of its {len(pieces)} pieces "
-            f"are missing; build the dictionary with this tokenizer (pasero-build-dict --tokenizer)"
-        )
+    symbols = [s for s in tokenizer.user_symbols if s not in dictionary]  # markers, language codes
+    if symbols or len(missing) > len(pieces) / 2:
+        what = f"lacks {', '.join(symbols)}" if symbols else f"lacks {len(missing)} of its {len(pieces)} pieces"
+        raise DataError(f"{dict_name} does not match {tokenizer_name} ({what}); build the dictionary "
+                        "with this tokenizer (pasero-build-dict --tokenizer)")
 
 
 def binarize(input_path: str | os.PathLike, output_prefix: str | os.PathLike, dictionary: Dictionary,
@@ -243,26 +238,28 @@ def binarize(input_path: str | os.PathLike, output_prefix: str | os.PathLike, di
         check_vocabulary(dictionary, tokenizer)
     encoder = Encoder(dictionary, tokenizer)
     dtype = best_dtype(len(dictionary))
-    ranges = line_ranges(input_path, max(workers, 1))
+    path = str(input_path)
+    ranges = line_ranges(path, max(workers, 1))
     stats = BinarizeStats()
     with IndexedDatasetBuilder(output_prefix, dtype) as builder:
         if workers <= 1 or len(ranges) <= 1:
             _init_worker(encoder)
-            results = [_binarize_range(str(input_path), a, b, None, dtype, builder) for a, b in ranges]
-            _raise_bad_lines(input_path, ranges, results)
+            for start, end in ranges:
+                try:
+                    stats.add(_encode_range(path, start, end, builder))
+                except _BadLine as e:
+                    raise _bad_line_error(path, start, e) from None
         else:
             tmp_dir = tempfile.mkdtemp(prefix=".binarize.", dir=Path(output_prefix).parent)
             try:
-                parts = [os.path.join(tmp_dir, f"part{i}") for i in range(len(ranges))]
-                tasks = [(str(input_path), a, b, part, dtype) for (a, b), part in zip(ranges, parts)]
-                results = _map_ranges(_binarize_range, tasks, encoder, workers)
-                _raise_bad_lines(input_path, ranges, results)
-                for part in parts:
-                    builder.merge(part)
+                tasks = [(path, a, b, os.path.join(tmp_dir, f"part{i}"), dtype) for i, (a, b) in enumerate(ranges)]
+                results = _map_ranges(_binarize_part, tasks, encoder, workers)
+                _raise_bad_lines(tasks, results)
+                for task, result in zip(tasks, results):
+                    builder.merge(task[3])
+                    stats.add(result)
             finally:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
-        for result in results:
-            stats.add(result)
     stats.seconds = time.perf_counter() - start_time
     return stats
 
@@ -275,9 +272,7 @@ def count_tokens(paths: Sequence[str | os.PathLike], tokenizer: Tokenizer | None
     encoder = Encoder(Dictionary(), tokenizer)
     tasks = [(str(p), a, b) for p in paths for a, b in line_ranges(p, max(workers, 1))]
     results = _map_ranges(_count_range, tasks, encoder, workers)
-    for path in paths:
-        _raise_bad_lines(path, [t[1:] for t in tasks if t[0] == str(path)],
-                         [r for t, r in zip(tasks, results) if t[0] == str(path)])
+    _raise_bad_lines(tasks, results)
     if tokenizer is None:
         total: collections.Counter = collections.Counter()
         for counter in results:
@@ -296,7 +291,8 @@ def build_dictionary(paths: Sequence[str | os.PathLike], tokenizer: Tokenizer | 
     return Dictionary.from_counts(counts, min_count=min_count, pad_to_multiple=pad_to_multiple, keep=keep)
 
 
-def _raise_bad_lines(path: str | os.PathLike, ranges: Sequence[tuple[int, int]], results: list) -> None:
-    for (start, _), result in zip(ranges, results):
+def _raise_bad_lines(tasks: list[tuple], results: list) -> None:
+    """Tasks start with (path, start, ...): report the first invalid line."""
+    for task, result in zip(tasks, results):
         if isinstance(result, _BadLine):
-            raise _bad_line_error(path, start, result)
+            raise _bad_line_error(task[0], task[1], result)

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from typing import Iterable
+
+import numpy as np
 
 TITLE = "<T>"
 UPPER = "<U>"
 MARKERS = (TITLE, UPPER)
+_UPPER_KIND, _LOWER_KIND = 1, 2
 
 
 class _FullFold(dict):
@@ -74,7 +78,8 @@ class InlineCase:
     """Case folding, segmentation and restoration for one subword vocabulary.
 
     `vocab_chars` are the characters that the vocabulary has as single pieces: an upper-case
-    letter is folded only when its lower-case form is one of them.
+    letter is folded only when its lower-case form is one of them. Tokenization works on
+    whole batches of lines at once (joined into one string), with regexes and numpy.
     """
 
     def __init__(self, vocab_chars: Iterable[str]):
@@ -84,69 +89,79 @@ class InlineCase:
             if len(lower) == 1 and upper != lower and len(upper) == 1 and upper.lower() == lower:
                 self.fold[ord(upper)] = lower
         self.unfold: dict[int, str] = {ord(v): chr(k) for k, v in self.fold.items()}
-        self.ascii_fold = all(ord(c) in self.fold for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-        upper_chars = [chr(k) for k in self.fold] or ["\uffff"]  # a class must not be empty
-        lower_chars = list(self.fold.values()) or ["\uffff"]
-        U = _char_class(upper_chars)
-        L = _char_class(lower_chars)
-        N = _char_class(upper_chars + lower_chars, negate=True, extra=" ")  # uncased, not space
-        NU = _char_class(upper_chars, negate=True, extra=" ")
-        self._upper_re = re.compile(U)
-        self._lower_re = re.compile(L)
-        # A word needs cutting when a lower-case letter precedes an upper-case one ("iPhone")
-        # or when two upper-case letters precede a lower-case one ("ABCs").
-        self._mixed_re = re.compile(f"{L}{N}*{U}|{U}{N}*{U}[^ ]*?{L}")
-        self._segment_re = re.compile(f"{U}?{NU}+|{U}+")
-        # str.lower() is much faster than translate() and agrees with `fold` on lines without
+        # Character kinds by code point: 1 foldable upper case, 2 its lower case, 0 other.
+        self._kinds = np.zeros(sys.maxunicode + 1, dtype=np.uint8)
+        self._kinds[list(self.fold)] = _UPPER_KIND
+        self._kinds[list(self.unfold)] = _LOWER_KIND
+        # str.lower() is much faster than translate() and agrees with `fold` on text without
         # these: letters it lower-cases but `fold` keeps, and Σ (lowered by context, σ or ς).
-        unsafe = (_lowercasable() - {chr(k) for k in self.fold}) | {"\u03a3"}
-        self._unsafe_re = re.compile(_char_class(unsafe))
+        self._unsafe = np.zeros(sys.maxunicode + 1, dtype=bool)
+        self._unsafe[[ord(c) for c in _lowercasable() if ord(c) not in self.fold] + [0x3A3]] = True
+
+        self._lower_re = re.compile(_char_class(self.fold.values()) if self.fold else "(?!)")
+        upper_chars = [chr(k) for k in self.fold] or ["\uffff"]  # a class must not be empty
+        U, not_U = _char_class(upper_chars), _char_class(upper_chars, negate=True, extra=" ")
+        self._segment_re = re.compile(f"{U}?{not_U}+|{U}+")  # Title/lower-case runs, capital runs
 
     # -- tokenization side ---------------------------------------------------------------
 
-    def has_upper(self, text: str) -> bool:
-        return self._upper_re.search(text) is not None
+    def fold_text(self, text: str) -> tuple[str, np.ndarray | None, list[int]]:
+        """Lower-case a (batch) text -> (lowered text, character kinds, cut points).
 
-    def lower(self, text: str) -> str:
-        """Fold every foldable letter; the result has the same length as `text`."""
-        if text.isascii() and self.ascii_fold or not self._unsafe_re.search(text):
-            return text.lower()
-        return text.translate(self.fold)
+        Kinds are None when there is nothing to fold. Cut points are where mixed-case words
+        must be cut so that no piece mixes cases.
+        """
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        kinds = self._kinds[codes]
+        if not (kinds == _UPPER_KIND).any():
+            return text, None, []
+        low = text.translate(self.fold) if self._unsafe[codes].any() else text.lower()
+        return low, kinds, self._cut_points(text, codes, kinds)
 
-    def split_points(self, text: str) -> list[int]:
-        """Positions where mixed-case words must be cut so that no piece mixes cases."""
+    def _cut_points(self, text: str, codes: np.ndarray, kinds: np.ndarray) -> list[int]:
+        """A word needs cutting when, among its cased letters, a lower-case one precedes an
+        upper-case one ("iPhone") or two upper-case ones precede a lower-case one ("ABCs")."""
+        cased = np.flatnonzero(kinds)
+        kind = kinds[cased]
+        word = np.cumsum(codes == 32)[cased]  # lines are normalized: words split at " "
+        same = word[1:] == word[:-1]
+        lower_upper = same & (kind[:-1] == _LOWER_KIND) & (kind[1:] == _UPPER_KIND)
+        upper_upper_lower = (same[:-1] & same[1:] & (kind[:-2] == _UPPER_KIND)
+                             & (kind[1:-1] == _UPPER_KIND) & (kind[2:] == _LOWER_KIND))
+        hits = np.union1d(cased[1:][lower_upper], cased[2:][upper_upper_lower])
         points: list[int] = []
         word_end = -1
-        for match in self._mixed_re.finditer(text):
-            if match.start() < word_end:
+        for hit in hits.tolist():  # rare: mixed-case words are cut with a regex
+            if hit < word_end:
                 continue
-            word_start = text.rfind(" ", 0, match.start()) + 1
-            word_end = text.find(" ", match.end())
+            word_start = text.rfind(" ", 0, hit) + 1
+            word_end = text.find(" ", hit)
             word_end = len(text) if word_end < 0 else word_end
             segments = self._segment_re.finditer(text, word_start, word_end)
             points.extend(m.start() for i, m in enumerate(segments) if i > 0)
         return points
 
-    def upper_positions(self, text: str) -> list[int]:
-        return [m.start() for m in self._upper_re.finditer(text)]
+    def markers(self, kinds: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which pieces get a marker, and whether it is `<U>` (else `<T>`).
 
-    def piece_marker(self, lowered: str, start: int, end: int, uppers: list[int], text: str) -> str:
-        """The marker of the piece `text[start:end]`, whose upper-case letters are at `uppers`.
-
-        Pieces never mix cases (see `split_points`), so counting suffices: two capitals make
-        an upper-case piece; one capital is Title case, unless it is the piece's only cased
-        letter: then the neighbours decide, `<U>` inside "HELLO", `<T>` for "A" or "I".
+        `kinds` are those of the original (cased) text and `ends` the offsets where each
+        piece ends in it. Pieces never mix cases (see `_cut_points`), so counting suffices:
+        two capitals make an upper-case piece; one capital followed by lower-case letters
+        makes a Title-case piece; a piece whose only cased letter is a capital gets `<U>`
+        when it touches another capital (inside "HELLO"), `<T>` otherwise ("A", "I").
         """
-        if len(uppers) > 1:
-            return UPPER
-        pos = uppers[0]
-        if self._lower_re.search(lowered, pos + 1, end):
-            return TITLE
-        touching = (pos > 0 and ord(text[pos - 1]) in self.fold) or (
-            pos + 1 < len(text) and ord(text[pos + 1]) in self.fold
-        )
-        return UPPER if touching else TITLE
+        uppers = np.flatnonzero(kinds == _UPPER_KIND)
+        pieces = np.searchsorted(ends, uppers, side="right")
+        first = np.ones(len(pieces), dtype=bool)
+        first[1:] = pieces[1:] != pieces[:-1]
+        starts = np.flatnonzero(first)
+        marked, pos = pieces[starts], uppers[starts]  # each marked piece and its first capital
+        n_upper = np.diff(np.append(starts, len(pieces)))
+        lower_count = np.cumsum(kinds == _LOWER_KIND)
+        lower_after = lower_count[ends[marked] - 1] > lower_count[pos]
+        padded = np.concatenate([[0], kinds, [0]])  # kinds[pos ± 1] without bound checks
+        touching = (padded[pos] == _UPPER_KIND) | (padded[pos + 2] == _UPPER_KIND)
+        return marked, (n_upper > 1) | (~lower_after & touching)
 
     # -- detokenization side ---------------------------------------------------------------
 

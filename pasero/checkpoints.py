@@ -263,7 +263,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     meta = dict(newest.get("meta") or {})
     meta.update(steps=sorted(int(c.get("step", 0)) for c in ckpts),
                 train_seconds=max(float((c.get("meta") or {}).get("train_seconds", 0.0)) for c in ckpts),
-                params=int(sum(t.numel() for t in out["model"].values())),
+                params=int(meta.get("params") or build_model(out).num_parameters()),  # shared weights once
                 sources=[Path(p).name for p in paths])
     out["meta"] = meta
     return out

@@ -127,6 +127,11 @@ class Dictionary:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Dictionary) and self.symbols == other.symbols
 
+    @property
+    def indices(self) -> Mapping[str, int]:
+        """Symbol -> id (read-only view, for fast bulk lookups)."""
+        return self._indices
+
     def index(self, symbol: str) -> int:
         return self._indices.get(symbol, self.unk_idx)
 

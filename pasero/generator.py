@@ -26,6 +26,7 @@ from pasero import checkpoints, search
 from pasero.batching import make_batches
 from pasero.dictionary import Dictionary
 from pasero.errors import CheckpointError, ConfigError
+from pasero.model import Transformer
 from pasero.tokenizer import Tokenizer
 from pasero.training import resolve_device, resolve_dtype
 
@@ -80,14 +81,17 @@ def model_defaults(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 class TextGenerator:
-    def __init__(self, model, dictionary: Dictionary, tokenizer: Tokenizer | None, options: DecodingOptions,
-                 path: Path | None = None, ckpt: dict[str, Any] | None = None):
+    def __init__(self, model: Transformer, dictionary: Dictionary, tokenizer: Tokenizer | None,
+                 options: DecodingOptions, path: Path | None = None, inference: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None):
+        """Prefer `build`; `inference` holds the model's language codes and BLEU tokenization,
+        `meta` its provenance (training steps, time...)."""
         self.model, self.dictionary, self.tokenizer, self.options = model, dictionary, tokenizer, options
-        self.path, self.ckpt = path, ckpt or {}
+        self.path, self._meta = path, dict(meta or {})
         self.device = next(model.parameters()).device
-        inference = self.ckpt.get("inference") or {}
+        inference = inference or {}
         self.source_lang, self.target_lang = inference.get("source_lang"), inference.get("target_lang")
-        self.bleu_tok = inference.get("bleu_tok", "13a")
+        self.bleu_tok = inference.get("bleu_tok") or "13a"
         # SentencePiece id -> dictionary id, to encode whole batches without going through strings.
         self._piece_ids = (np.array([dictionary.index(p) for p in tokenizer.pieces], dtype=np.int64)
                            if tokenizer is not None else None)
@@ -110,18 +114,16 @@ class TextGenerator:
             raise CheckpointError(f"{path}: dictionary of {len(dictionary)} symbols does not match the model "
                                   f"({model.tgt_embed.num_embeddings})")
         tokenizer = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
-        defaults = {k: v for k, v in model_defaults(ckpt, path).items()
-                    if k in DecodingOptions.__dataclass_fields__}
-        decoding = DecodingOptions().update(**defaults).update(**options)
-        return cls(model, dictionary, tokenizer, decoding, path, ckpt)
+        inference = model_defaults(ckpt, path)
+        decoding = DecodingOptions().update(**{k: v for k, v in inference.items()
+                                               if k in DecodingOptions.__dataclass_fields__}).update(**options)
+        meta = {**(ckpt.get("meta") or {}), **({"step": ckpt["step"]} if "step" in ckpt else {})}
+        return cls(model, dictionary, tokenizer, decoding, path, inference, meta)  # the rest of ckpt is freed
 
     @property
     def meta(self) -> dict[str, Any]:
         """Provenance of the model: checkpoint path, training steps and time, parameters."""
-        meta = dict(self.ckpt.get("meta") or {})
-        meta.setdefault("params", self.model.num_parameters())
-        if "step" in self.ckpt:
-            meta.setdefault("step", self.ckpt["step"])
+        meta = {"params": self.model.num_parameters(), **self._meta}
         return {"checkpoint": str(self.path.resolve()) if self.path else None, **meta}
 
     # Text <-> ids ------------------------------------------------------------------------------

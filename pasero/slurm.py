@@ -199,6 +199,10 @@ class RequeueableCommand:
         # poll() rather than wait(): the signal handler below must be able to reap the child.
         while (code := self._process.poll()) is None:
             time.sleep(0.2)
+        if code != 0 and not self._stopped:
+            # SLURM signals the processes of a job step one at a time: the command may have
+            # saved and exited before this process got the same signal.
+            time.sleep(2.0)
         if code != 0 and self._stopped:
             # Stopped by SLURM (requeue, preemption, time limit): do not report a failure for a
             # job about to be requeued; SLURM or submitit ends this process in the meantime.

@@ -16,7 +16,6 @@ A tokenizer directory holds `spm.model`, `spm.vocab` (for reading) and `settings
 
 from __future__ import annotations
 
-import bisect
 import io
 import itertools
 import logging
@@ -26,7 +25,7 @@ import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import sentencepiece as spm
@@ -67,6 +66,8 @@ def lang_token(code: str) -> str:
 
 
 class Tokenizer:
+    """A trained SentencePiece model and its settings: text <-> pieces, losslessly."""
+
     def __init__(self, model_proto: bytes, settings: TokenizerSettings):
         self.settings = settings
         self._model_proto = bytes(model_proto)
@@ -82,7 +83,7 @@ class Tokenizer:
         self.special_ids = {i for i in range(size) if self._sp.is_unknown(i) or self._sp.is_control(i)}
         # Surface length of each piece in characters: `▁` stands for one space; a byte piece
         # counts 1 if it starts a UTF-8 character, 0 if it continues one.
-        self._lengths = [len(p) for p in self.pieces]
+        self._lengths = np.array([len(p) for p in self.pieces], dtype=np.int64)
         for i in self.byte_ids:
             self._lengths[i] = int(not 0x80 <= self.byte_value(i) < 0xC0)
         self._case: casing.InlineCase | None = None
@@ -121,13 +122,11 @@ class Tokenizer:
             sample_size=sample_size, seed=seed, inputs=[str(p) for p in inputs],
         )
         start = time.perf_counter()
-        sample = list(_sample_lines(inputs, sample_size, seed))
-        if not sample:
-            raise DataError(f"{', '.join(map(str, inputs))}: no text to train a tokenizer on")
         normalize = _Normalizer(nfkc, inline_case)
         fold = casing.fold_for_training if inline_case else (lambda s: s)
-        sentences = [" " + fold(s) for s in map(normalize, sample) if s]
-        del sample
+        sentences = [" " + fold(s) for s in map(normalize, _sample_lines(inputs, sample_size, seed)) if s]
+        if not sentences:
+            raise DataError(f"{', '.join(map(str, inputs))}: no text to train a tokenizer on")
         user_symbols = (list(casing.MARKERS) if inline_case else []) + settings.lang_codes
         model = io.BytesIO()
         try:
@@ -174,7 +173,10 @@ class Tokenizer:
             settings = yaml.safe_load(settings_path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise DataError(f"{settings_path}: invalid YAML ({e.__class__.__name__})") from None
-        return cls(model_path.read_bytes(), _settings_from_dict(settings, settings_path))
+        try:
+            return cls(model_path.read_bytes(), _settings_from_dict(settings, settings_path))
+        except DataError as e:
+            raise DataError(f"{model_path}: {e}; build the tokenizer again") from None
 
     def to_state(self) -> dict[str, Any]:
         """A `torch.load(weights_only=True)`-safe description: settings + model bytes as uint8."""
@@ -217,51 +219,44 @@ class Tokenizer:
         return " ".join(map(self.pieces.__getitem__, self.encode_batch([line])[0]))
 
     def encode_batch(self, lines: Sequence[str], threads: int = 1) -> list[list[int]]:
-        """Lines -> SentencePiece ids (case markers included). Batched for speed."""
+        """Lines -> lists of SentencePiece ids (case markers included)."""
+        ids, sizes = self.encode_flat(lines, threads)
+        return [a.tolist() for a in np.split(ids, np.cumsum(sizes)[:-1])] if len(lines) else []
+
+    def encode_flat(self, lines: Sequence[str], threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Lines -> (their SentencePiece ids back to back, the number of ids of each line).
+
+        The whole batch is processed at once: lines are joined into one string (each starts
+        with the space that SentencePiece turns into `▁`), lower-cased and cut in one go,
+        and the case markers are computed with array operations over all pieces.
+        """
         normalize = _Normalizer(self.settings.nfkc, self.settings.inline_case)
         texts = [" " + t if t else "" for t in map(normalize, lines)]
-        if self._case is None:
-            return self._sp.encode(texts, out_type=int, num_threads=threads)
-        return self._encode_cased(texts, threads)
-
-    def _encode_cased(self, texts: list[str], threads: int) -> list[list[int]]:
-        case = self._case
-        segments: list[str] = []
-        counts: list[int] = []
-        lowered: list[str] = []
-        for text in texts:
-            if not case.has_upper(text):
-                low, points = text, []
-            else:
-                low, points = case.lower(text), case.split_points(text)
-            bounds = [0, *points, len(low)]
-            segments.extend(low[a:b] for a, b in zip(bounds, bounds[1:]))
-            counts.append(len(bounds) - 1)
-            lowered.append(low)
-        encoded = iter(self._sp.encode(segments, out_type=int, num_threads=threads))
-        result = []
-        for text, low, n in zip(texts, lowered, counts):
-            ids = next(encoded) if n == 1 else list(itertools.chain.from_iterable(itertools.islice(encoded, n)))
-            result.append(ids if low is text else self._add_markers(text, low, ids))
-        return result
-
-    def _add_markers(self, text: str, low: str, ids: list[int]) -> list[int]:
-        """Insert a marker after each piece whose original surface has upper-case letters."""
-        lengths = self._lengths
-        ends = list(itertools.accumulate(map(lengths.__getitem__, ids)))
-        uppers: dict[int, list[int]] = {}  # piece index -> positions of its upper-case letters
-        for pos in self._case.upper_positions(text):
-            uppers.setdefault(bisect.bisect_right(ends, pos), []).append(pos)
-        out: list[int] = []
-        last = 0
-        for k, positions in uppers.items():  # in text order
-            start = ends[k] - lengths[ids[k]]
-            marker = self._case.piece_marker(low, start, ends[k], positions, text)
-            out.extend(ids[last:k + 1])
-            out.append(self._marker_ids[marker])
-            last = k + 1
-        out.extend(ids[last:])
-        return out
+        starts = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in texts], out=starts[1:])
+        text = "".join(texts)
+        low, kinds, points = text, None, []
+        if self._case is not None:
+            low, kinds, points = self._case.fold_text(text)
+        cuts = starts
+        if points or not all(texts):  # cut mixed-case words; empty lines give no segment
+            cuts = np.union1d(starts, np.array(points, dtype=np.int64))
+        segments = [low[a:b] for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+        if len(segments) < 64:  # a batch call costs a thread pool: ~0.3 ms
+            encoded = [self._sp.encode(segment, out_type=int) for segment in segments]
+        else:
+            encoded = self._sp.encode(segments, out_type=int, num_threads=threads)
+        segment_sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(segment_sizes.sum()))
+        line_of_segment = np.searchsorted(starts, cuts[:-1], side="right") - 1
+        sizes = np.bincount(line_of_segment, weights=segment_sizes, minlength=len(texts)).astype(np.int64)
+        if kinds is None:
+            return ids, sizes
+        marked, upper = self._case.markers(kinds, np.cumsum(self._lengths[ids]))
+        markers = np.where(upper, self._marker_ids[casing.UPPER], self._marker_ids[casing.TITLE])
+        line_ends = np.cumsum(sizes)
+        sizes += np.bincount(np.searchsorted(line_ends, marked, side="right"), minlength=len(texts))
+        return np.insert(ids, marked + 1, markers), sizes
 
     def detokenize(self, pieces: str | Sequence[str]) -> str:
         """Space-separated pieces (or a list) -> text; restores inline casing.

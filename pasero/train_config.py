@@ -262,7 +262,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training options (also valid as YAML keys)")
     for f in train_fields():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        _add(group, f.name, f"{f.metadata['help']} [default: {default}]", f.type == "bool")
+        shown = f" [default: {default}]" if default is not None else ""
+        _add(group, f.name, f"{f.metadata['help']}{shown}", f.type == "bool")
     group = parser.add_argument_group("model options (override the architecture's values)")
     defaults = dataclasses.asdict(TransformerConfig())
     for name in CONFIG_FIELDS:

@@ -80,8 +80,12 @@ class Trainer:
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
         self.dist = distributed.init(self.device.type)
+        if not self.dist.is_master:  # one copy of the log is enough
+            logging.getLogger("pasero").setLevel(logging.WARNING)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+            torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls on tensor cores (float32 runs)
+            torch.backends.cudnn.allow_tf32 = True
         self.amp_dtype = resolve_dtype(cfg.dtype, self.device)
         self.model_config = cfg.model_config()
         self._load_inputs()

@@ -237,10 +237,22 @@ def test_submitted_job_is_requeued_and_resumes(slurm_cluster, tmp_path, monkeypa
         _sh("scontrol", "requeue", job.job_id)
     _wait_for(job.paths.result_pickle.exists, 90, "the requeued job to finish")
     saved = "saved-on-SIGUSR2" if how == "time limit" else "saved-on-SIGTERM"
-    assert _events(state) == ["started", saved, "resumed", "done"]
+    assert _events(state) == ["started", saved, "resumed", "done"], (
+        state.read_text() + job.paths.stdout.read_text()[-3000:])
     assert {line.split()[2] for line in state.read_text().splitlines()} == {"0"}  # one GPU each time
     _wait_for(lambda: job.result() == 0, 10, "the job's result")
     assert _job_field(job.job_id, "Restarts") == "1"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_submitted_command_failure_is_the_job_result(slurm_cluster, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = SlurmOptions(gpus=0, cpus_per_gpu=1, mem_gb=0.5, time_min=5, job_dir=tmp_path / "jobs")
+    job = submit([sys.executable, "-c", "import sys; sys.exit(5)"], options)
+    _wait_for(job.paths.result_pickle.exists, 60, "the job to finish")
+    with pytest.raises(Exception, match="exited with status 5"):
+        job.result()
 
 
 @pytest.mark.slurm

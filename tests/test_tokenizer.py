@@ -55,14 +55,22 @@ def test_detokenize_inverts_tokenize_on_normalized_text(tokenizers, text):
 @given(text=st.one_of(any_text, tricky_text))
 def test_inline_casing_keeps_only_lowercase_pieces_of_known_letters(tokenizers, text):
     tokenizer = tokenizers["cased"]
+    vocabulary = set(tokenizer.pieces)
     for piece in tokenizer.tokenize(text).split():
         # an upper-case letter survives only if its lower case is not a piece (then spelled in bytes)
-        assert piece in tokenizer._index
-        if tokenizer._index[piece] in tokenizer.byte_ids or piece in tokenizer.user_symbols:
+        assert piece in vocabulary
+        if tokenizer.pieces.index(piece) in tokenizer.byte_ids or piece in tokenizer.user_symbols:
             continue
         for char in piece:
             assert not (char.lower() != char and len(char.lower()) == 1 and char.lower().upper() == char
-                        and char.lower() in tokenizer._index), (text, piece)
+                        and char.lower() in vocabulary), (text, piece)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(any_text, tricky_text), max_size=8))
+def test_a_batch_is_tokenized_like_its_lines_one_by_one(tokenizers, lines):
+    for tokenizer in tokenizers.values():
+        assert tokenizer.encode_batch(lines) == [tokenizer.encode_batch([line])[0] for line in lines]
 
 
 def test_normalization_collapses_whitespace_and_markers(tokenizers):

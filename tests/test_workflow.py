@@ -2,7 +2,6 @@
 repository's workflow with a tiny toy experiment: end to end, what reruns after which change,
 resuming an interrupted training, dry runs of the real corpora (offline) and config errors."""
 
-import glob
 import json
 import os
 import re

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "instead of the plain translations")
     r.add_argument("--continue", dest="resume", action="store_true",
                    help="append to the existing --output files, skipping the inputs already translated")
-    r.add_argument("--bleu-tok", choices=scoring.bleu_tokenizers(), help="BLEU tokenization for -r "
+    r.add_argument("--bleu-tok", choices=scoring.bleu_tokenizers(), metavar="TOK", help="BLEU tokenization for -r "
                    "(default: the model's)")
     r.add_argument("--info-out", metavar="FILE.json", help="write provenance and speed (for pasero-score --info)")
     return p
