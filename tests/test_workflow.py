@@ -124,6 +124,14 @@ def test_the_toy_pipeline_runs_end_to_end(finished):
 
 
 @pytest.mark.slow
+def test_the_report_has_the_results_table_and_the_learning_curves(finished, tmp_path):
+    report = tmp_path / "report.html"
+    snakemake(finished, "--report", str(report))
+    html = report.read_text()
+    assert "summary.tsv" in html and "learning_curve.svg" in html and "Learning curves" in html
+
+
+@pytest.mark.slow
 def test_a_second_run_does_nothing(finished):
     assert planned_jobs(finished) == {}
 
