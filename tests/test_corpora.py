@@ -198,7 +198,8 @@ def write_local(tmp_path, n=5, overrides=None):
         for lang in ("de", "en"):
             path = tmp_path / f"{split}.{lang}"
             path.write_bytes((overrides or {}).get(path.name, "".join(f"{split} {i} {lang}\n" for i in range(n)).encode()))
-    return ["--files"] + [f"{s}={tmp_path}/{s}.{{lang}}" for s in ("train", "valid", "test")]
+    # One --files per split, as the workflow passes them (one --files with three also works).
+    return [a for s in ("train", "valid", "test") for a in ("--files", f"{s}={tmp_path}/{s}.{{lang}}")]
 
 
 def test_local_files(tmp_path):

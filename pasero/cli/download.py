@@ -38,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", action="append", default=[], help="archive to download (repeatable)")
     parser.add_argument("--checksum", action="append", default=[], metavar="md5:HEX|sha256:HEX",
                         help="checksum of the archive of the --url at the same position (or 'none')")
-    parser.add_argument("--files", nargs="+", default=[], metavar="SPLIT=PATTERN",
+    parser.add_argument("--files", nargs="+", action="extend", default=[], metavar="SPLIT=PATTERN",
                         help="local source: one pattern with {lang} per split, e.g. train=data/train.{lang}")
     parser.add_argument("--seed", type=int, help="synthetic source: random seed (default 1)")
-    parser.add_argument("--sizes", nargs="+", default=[], metavar="SPLIT=N",
+    parser.add_argument("--sizes", nargs="+", action="extend", default=[], metavar="SPLIT=N",
                         help="synthetic source: sentence pairs per split, e.g. train=30000 valid=500 test=500")
     parser.add_argument("--retries", type=int, default=5, help="retries after a failed download (default 5)")
     parser.add_argument("-v", "--verbose", action="store_true")
