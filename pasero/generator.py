@@ -28,7 +28,7 @@ from pasero.dictionary import Dictionary
 from pasero.errors import CheckpointError, ConfigError
 from pasero.model import Transformer
 from pasero.tokenizer import Tokenizer
-from pasero.training import resolve_device, resolve_dtype
+from pasero.devices import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ import torch
 from pasero import __version__, checkpoints, distributed, scoring, search
 from pasero.batching import BatchIterator, fixed_batches, open_pair, shard
 from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
+from pasero.devices import resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
 from pasero.errors import CheckpointError, DataError
 from pasero.files import atomic_output
@@ -46,23 +47,6 @@ EXIT_INTERRUPTED = 3
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 TRAINING_ONLY_FIELDS = ("dropout", "attention_dropout", "activation_dropout")
 RUN_FILES = ("checkpoint*.pt", ".checkpoint*.tmp", "train.jsonl", "train.log", "config.yaml", "inference.yaml")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DataError("device 'cuda' requested but no CUDA device is available; use --device cpu")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """Autocast dtype: float32 on CPU; bfloat16 on CUDA when supported, else float16."""
-    if device.type != "cuda" or name == "float32":
-        return torch.float32
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return getattr(torch, name)
 
 
 class Trainer:
