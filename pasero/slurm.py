@@ -99,6 +99,23 @@ class SlurmOptions:
         return params
 
 
+def placement(environ: dict[str, str] | None = None) -> str | None:
+    """Where this process runs in SLURM, for the command's log; None outside a SLURM job.
+
+    E.g. "SLURM job 123 (restart 1), task 0 of 2 on gpu07; CUDA_VISIBLE_DEVICES=0,1": when a
+    result looks wrong, the log says which job, attempt and GPUs produced it.
+    """
+    env = os.environ if environ is None else environ
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    restarts = int(env.get("SLURM_RESTART_COUNT") or 0)
+    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
+    return (f"SLURM job {job}{f' (restart {restarts})' if restarts else ''}, "
+            f"task {env.get('SLURM_PROCID', '0')} of {tasks} on {env.get('SLURMD_NODENAME', os.uname().nodename)}; "
+            f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '(unset)')}")
+
+
 # --- command line -----------------------------------------------------------------------------
 
 # Options that take a value; `--slurm` itself is a flag. Used to strip them from the job's argv.

@@ -8,6 +8,7 @@ node declares two fake GPUs as GRES, so GPU jobs get CUDA_VISIBLE_DEVICES as on 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 import shutil
@@ -19,20 +20,27 @@ from pathlib import Path
 
 import pytest
 
+from pasero.checkpoints import load_checkpoint
 from pasero.errors import ConfigError
-from pasero.slurm import (SlurmOptions, add_slurm_arguments, options_from_args,
+from pasero.slurm import (SlurmOptions, add_slurm_arguments, options_from_args, placement,
                           strip_slurm_arguments, submit)
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_SCRIPTS = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm"
 STATE_DIR = os.environ.get("PASERO_SLURM_STATE", "/tmp/pasero-slurm")
+EXP = Path("results/toy/de-en")
+
+BIN = Path(sys.executable).parent  # the pasero commands are console scripts next to this Python
 
 # Small jobs for a 2-core test node; CUDA_VISIBLE_DEVICES must come from SLURM, not from us.
 TEST_ENV = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES" and not k.startswith("PASERO_SLURM")}
-TEST_ENV.update(PASERO_SLURM_CPUS_PER_GPU="1", PASERO_SLURM_GPU_MEM_MB="1000", PASERO_SLURM_MEM_MB="500")
-# Poll job states every second instead of the plugin's production pace.
-FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"]
+TEST_ENV.update(PASERO_SLURM_CPUS_PER_GPU="1", PASERO_SLURM_GPU_MEM_MB="1000", PASERO_SLURM_MEM_MB="500",
+                PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+# Poll job states at a test pace. After a poll that saw a job end the plugin waits this many
+# seconds, 10 s more after each poll that saw none: 7 s lets a short job (about 5 s, mostly the
+# job's own Snakemake start-up) end before the next poll, so each step costs 7 s, not 12.
+FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "7", "--seconds-between-status-checks", "1"]
 
 
 def _sh(*cmd: str, timeout: float = 120, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -264,6 +272,230 @@ def test_submit_reports_slurm_refusal(slurm_cluster, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="invalid partition specified: nosuchpartition"):
         _submit_resumable(tmp_path, gpus=0, partition="nosuchpartition")
+
+
+# --- the toy pipeline through profiles/slurm ------------------------------------------------
+
+TOY_TARGET = "results/toy/de-en/bleu.txt"
+# Rules that run as SLURM jobs (`download` is a local rule: compute nodes may have no internet).
+CPU_RULES = {"tokenizer", "dict", "binarize", "select", "score"}
+GPU_RULES = {"train", "decode"}
+
+
+def _toy_config() -> dict:
+    """The workflow tests' tiny toy experiment, with one thread per job: the test node has 2 CPUs."""
+    from test_workflow import TINY
+
+    config = copy.deepcopy(TINY)
+    config["defaults"]["train"].update(max_steps=40, valid_interval=20)
+    config["defaults"]["resources"]["threads"] = 1
+    return config
+
+
+def _profiles_by_name(tmp_path: Path) -> dict[str, str]:
+    """An environment where `--profile slurm` and `--profile local` are found by name, as after
+    the README's set-up (which links them into ~/.config/snakemake)."""
+    config_home = tmp_path / "xdg"
+    (config_home / "snakemake").mkdir(parents=True)
+    for name in ("local", "slurm"):
+        (config_home / "snakemake" / name).symlink_to(REPO / "profiles" / name)
+    return {**TEST_ENV, "XDG_CONFIG_HOME": str(config_home)}
+
+
+def _jobs_by_rule(output: str) -> dict[str, list[str]]:
+    """{rule: SLURM job ids} from Snakemake's "submitted with SLURM jobid N (log: …/rule_R/…)" lines."""
+    jobs: dict[str, list[str]] = {}
+    for job, rule in re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/", output):
+        jobs.setdefault(rule, []).append(job)
+    return jobs
+
+
+def _model_bytes(path: Path) -> dict[str, bytes]:
+    return {k: v.numpy().tobytes() for k, v in load_checkpoint(path)["model"].items()}
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_toy_pipeline_through_the_slurm_profile_gives_the_local_result(slurm_cluster, tmp_path):
+    from test_workflow import workspace
+
+    env = _profiles_by_name(tmp_path)
+    on_slurm, here = workspace(tmp_path / "slurm", _toy_config()), workspace(tmp_path / "local", _toy_config())
+    # --max-threads 1 on both: a rule's threads become OMP_NUM_THREADS, and the test node has 2 CPUs.
+    snakemake = [sys.executable, "-m", "snakemake", "--max-threads", "1", TOY_TARGET]
+    local = subprocess.Popen([*snakemake, "--profile", "local"], cwd=here, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # meanwhile, on this machine
+    try:
+        run = subprocess.run([*snakemake, "--profile", "slurm", *FAST_STATUS], cwd=on_slurm, env=env,
+                             capture_output=True, text=True, timeout=400)
+        local_out, _ = local.communicate(timeout=300)
+    finally:
+        local.kill()
+        local.wait()
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-5000:]
+    assert local.returncode == 0, local_out[-3000:]
+
+    jobs = _jobs_by_rule(out)
+    assert set(jobs) == CPU_RULES | GPU_RULES, out[-5000:]
+    assert len(jobs["binarize"]) == 4
+    for rule in CPU_RULES:
+        for job in jobs[rule]:
+            assert _job_field(job, "TresPerJob") is None, f"{rule} (job {job}) was given a GPU"
+    exp = on_slurm / EXP
+    for rule in GPU_RULES:
+        (job,) = jobs[rule]
+        assert _job_field(job, "TresPerJob") == "gres:gpu:1", rule
+        log = (exp / "logs" / f"{rule}.log").read_text()
+        assert re.search(rf"running in SLURM job {job}, .*; CUDA_VISIBLE_DEVICES=\d$", log, re.M), log[:2000]
+
+    # Same data, same seed, same threads: the cluster changes where the steps run, not their results.
+    hyps = (exp / "test.hyp").read_text()
+    assert any(hyps.splitlines()), "the tiny model translates everything to nothing: nothing compared"
+    assert hyps == (here / EXP / "test.hyp").read_text()
+    assert _model_bytes(exp / "model.pt") == _model_bytes(here / EXP / "model.pt")
+    assert (exp / "bleu.txt").read_text() == (here / EXP / "bleu.txt").read_text()
+
+
+# --- pasero-train --slurm / pasero-decode --slurm on the cluster ------------------------------
+
+# What the test node can give one job: 1 CPU per GPU, 1 GB, 5 minutes.
+SMALL_JOB = ["--slurm-cpus-per-gpu", "1", "--slurm-mem-gb", "1", "--slurm-time", "5"]
+JOB_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+             "DEADLINE", "PREEMPTED"}
+
+
+def _pasero(*argv, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a pasero command as a user would (console script, from `cwd`)."""
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env=TEST_ENV, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _submitted(run: subprocess.CompletedProcess) -> tuple[str, Path]:
+    """(job id, log path) that a `--slurm` command printed."""
+    assert run.returncode == 0, run.stdout + run.stderr
+    job = re.search(r"^Submitted SLURM job (\d+): ", run.stdout, re.M)
+    log = re.search(r"^Log: (\S+)$", run.stdout, re.M)
+    assert job and log, run.stdout + run.stderr
+    return job.group(1), Path(log.group(1))
+
+
+def _tail(path: Path) -> str:
+    return path.read_text()[-4000:] if path.exists() else f"({path} does not exist)"
+
+
+def _wait_until_ended(job: str, log: Path, timeout: float = 240) -> str:
+    """The final state of a job, as squeue shows it (finished jobs stay visible: MinJobAge)."""
+    state = lambda: _sh("squeue", "-h", "--states=all", "-j", job, "-o", "%T").stdout.strip()
+    _wait_for(lambda: state() in JOB_ENDED, timeout, f"job {job} to end", lambda: _tail(log))
+    return state()
+
+
+def _training_config(root: Path, **overrides) -> dict:
+    from train_helpers import make_corpus
+
+    return {**make_corpus(root / "data"), "valid_decode": False, "best_metric": "nll", "log_interval": 10,
+            **overrides}
+
+
+def _train_command(config: dict, model_dir: Path) -> list[str]:
+    from train_helpers import write_config
+
+    path = write_config(model_dir.with_suffix(".yaml"), {**config, "model_dir": str(model_dir)})
+    return [BIN / "pasero-train", "-c", path]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_requeued_pasero_train_job_ends_with_the_weights_of_an_uninterrupted_run(slurm_cluster, tmp_path):
+    config = _training_config(tmp_path, max_steps=600, valid_interval=100)
+    job_dir = tmp_path / "job"
+    job, log = _submitted(_pasero(*_train_command(config, job_dir), "--slurm", *SMALL_JOB, cwd=tmp_path))
+    assert log.parent.parent == job_dir / "slurm"  # the job folder defaults to MODEL_DIR/slurm
+
+    # Preempt it mid-training, after its first checkpoint: SLURM signals it and requeues it.
+    _wait_for(lambda: (job_dir / "checkpoint_100.pt").exists(), 180, "the job's first checkpoint", lambda: _tail(log))
+    _sh("scontrol", "requeue", job)
+    reference = subprocess.Popen(_train_command(config, tmp_path / "reference"), cwd=tmp_path, env=TEST_ENV,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        state = _wait_until_ended(job, log)
+        _, reference_err = reference.communicate(timeout=120)
+    finally:
+        reference.kill()
+        reference.wait()
+    assert state == "COMPLETED", _tail(log)
+    assert reference.returncode == 0, reference_err[-2000:]
+
+    assert _job_field(job, "Restarts") == "1"
+    attempts = log.read_text().split(f"running in SLURM job {job}")  # both attempts append to the log
+    assert len(attempts) == 3 and attempts[2].startswith(" (restart 1), task 0 of 1"), _tail(log)
+    assert "received SIGTERM" in attempts[1] and "training interrupted at step" in attempts[1], _tail(log)
+    resumed = re.search(r"resumed from \S*checkpoint_last\.pt \(step (\d+)", attempts[2])
+    assert resumed and 100 <= int(resumed.group(1)) < 600, _tail(log)
+    assert load_checkpoint(job_dir / "checkpoint_last.pt")["step"] == 600
+    assert _model_bytes(job_dir / "checkpoint_last.pt") == _model_bytes(tmp_path / "reference" / "checkpoint_last.pt")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_two_slurm_tasks_train_like_one_process_with_accumulation(slurm_cluster, tmp_path):
+    import torch
+
+    config = _training_config(tmp_path, virtual_dp_size=2, max_steps=8, valid_interval=8)
+    job, log = _submitted(_pasero(*_train_command(config, tmp_path / "two"), "--slurm", "--slurm-gpus", "2",
+                                  *SMALL_JOB, cwd=tmp_path))
+    one = _pasero(*_train_command(config, tmp_path / "one"), cwd=tmp_path)  # meanwhile, on this machine
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert _wait_until_ended(job, log) == "COMPLETED", _tail(log)
+
+    assert _job_field(job, "NumTasks") == "2"
+    task_logs = "".join(path.read_text() for path in sorted(log.parent.glob(f"{job}_*_log.out")))
+    for rank in (0, 1):
+        assert f"running in SLURM job {job}, task {rank} of 2" in task_logs, task_logs
+    a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
+    assert b["meta"]["world_size"] == 2 and a["step"] == b["step"] == 8
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_pasero_decode_submits_itself_and_translates_on_the_cluster(slurm_cluster, tmp_path):
+    from decoding_models import save_copy_checkpoint, word_corpus
+
+    from pasero.generator import TextGenerator
+
+    model = save_copy_checkpoint(tmp_path / "model.pt")
+    lines = word_corpus(20, seed=5)
+    (tmp_path / "test.de").write_text("\n".join(lines) + "\n")
+    job, log = _submitted(_pasero(BIN / "pasero-decode", model, "-i", "test.de", "-o", "test.hyp", "--slurm",
+                                  *SMALL_JOB, cwd=tmp_path))
+    assert not (tmp_path / "test.hyp").exists()  # submitted, not run here
+    assert _wait_until_ended(job, log) == "COMPLETED", _tail(log)
+
+    expected = [nbest[0]["detok"] for nbest in TextGenerator.build(model).decode(lines)]
+    assert (tmp_path / "test.hyp").read_text().splitlines() == expected
+    assert _job_field(job, "TresPerNode") == "gres:gpu:1"
+    assert re.search(rf"running in SLURM job {job}, task 0 of 1 on \S+; CUDA_VISIBLE_DEVICES=\d$",
+                     log.read_text(), re.M), _tail(log)
+
+
+def test_decode_slurm_needs_input_files(capsys):
+    from pasero.cli.decode import decode_main
+
+    assert decode_main(["model.pt", "--slurm"]) == 2
+    assert "--slurm needs input files (-i)" in capsys.readouterr().err
+
+
+def test_placement_names_job_attempt_task_and_gpus():
+    assert placement({}) is None
+    env = {"SLURM_JOB_ID": "42", "SLURM_RESTART_COUNT": "1", "SLURM_PROCID": "1", "SLURM_NTASKS": "2",
+           "SLURMD_NODENAME": "gpu07", "CUDA_VISIBLE_DEVICES": "0,1"}
+    assert placement(env) == "SLURM job 42 (restart 1), task 1 of 2 on gpu07; CUDA_VISIBLE_DEVICES=0,1"
+    assert placement({"SLURM_JOB_ID": "7", "SLURMD_NODENAME": "n1"}) == \
+        "SLURM job 7, task 0 of 1 on n1; CUDA_VISIBLE_DEVICES=(unset)"
 
 
 # --- pasero.slurm: command-line options (no cluster needed) ---------------------------------

@@ -20,7 +20,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
 
-from pasero import scoring
+from pasero import scoring, slurm
 from pasero.cli.common import command, setup_logging
 from pasero.cli.score import read_text
 from pasero.errors import ConfigError, DataError
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bleu-tok", choices=scoring.bleu_tokenizers(), metavar="TOK", help="BLEU tokenization for -r "
                    "(default: the model's)")
     r.add_argument("--info-out", metavar="FILE.json", help="write provenance and speed (for pasero-score --info)")
+    slurm.add_slurm_arguments(p)
     return p
 
 
@@ -184,14 +185,21 @@ def check_args(args: argparse.Namespace) -> None:
 @command
 def decode_main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _decode(build_parser().parse_args(argv))
+        return _decode(build_parser().parse_args(argv), argv)
     except BrokenPipeError:  # e.g. `pasero-decode ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 
-def _decode(args: argparse.Namespace) -> int:
+def _decode(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     setup_logging()
+    if args.slurm:  # the job runs this command without --slurm
+        if not args.input:
+            raise ConfigError("--slurm needs input files (-i): a SLURM job does not read this terminal")
+        slurm.submit(["pasero-decode", *slurm.strip_slurm_arguments(argv)], slurm.options_from_args(args))
+        return 0
+    if where := slurm.placement():
+        logger.info("running in %s", where)
     check_args(args)
     options = {k: getattr(args, k) for k in ("beam_size", "nbest", "len_penalty", "max_len_a", "max_len_b",
                                               "min_len", "temperature", "top_k", "top_p", "seed", "batch_size")}

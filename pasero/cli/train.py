@@ -51,12 +51,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     check_unknown_arguments(extra)
     cfg = load_config(args.config, parse_cli_values(args))
     setup_logging(args.verbose)
-    if args.slurm:  # checked here, submitted there: the job runs this command without --slurm
-        from pasero import slurm
+    from pasero import slurm
 
+    if args.slurm:  # checked here, submitted there: the job runs this command without --slurm
         options = slurm.options_from_args(args, job_dir=Path(cfg.model_dir) / "slurm")
         slurm.submit(["pasero-train", *slurm.strip_slurm_arguments(argv)], options)
         return 0
+    if where := slurm.placement():
+        logger.info("running in %s", where)
     return Trainer(cfg, reset=args.reset).run()
 
 
