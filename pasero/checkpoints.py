@@ -1,4 +1,5 @@
-"""Checkpoints: atomic saving, safe loading, resume with fallback, selection and averaging.
+"""Checkpoints: atomic saving, safe loading, resume with fallback (and whether a run's inputs changed
+since its checkpoints), selection and averaging.
 
 A checkpoint is a plain dict that `torch.load(weights_only=True)` can read (tensors, numbers,
 strings, lists, dicts): model weights and config, the dictionary's symbols, the tokenizer, the
@@ -11,6 +12,7 @@ step checkpoint when possible (no second copy on disk).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -25,6 +27,7 @@ import torch
 from pasero.errors import CheckpointError
 from pasero.files import atomic_path
 from pasero.model import Transformer, TransformerConfig
+from pasero.train_config import RESUMABLE_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +177,51 @@ def check_dictionary(ckpt: dict[str, Any], symbols: Sequence[str], ckpt_path: st
               else f"symbol {diff} is '{saved[diff]}' vs '{symbols[diff]}'")
     raise CheckpointError(f"{dict_path} does not match the dictionary of {ckpt_path} ({detail}); use the "
                           f"dictionary the model was trained with, or --reset to train a new model")
+
+
+def fingerprint(paths: Sequence[str | os.PathLike]) -> str:
+    """sha1 of the files' bytes: the identity of the binarized training data (it changes with the
+    text, the tokenizer or the dictionary), read in chunks so memory stays flat."""
+    digest = hashlib.sha1()
+    for path in paths:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def changed_inputs(ckpt: dict[str, Any], train_config: dict[str, Any], symbols: Sequence[str],
+                   tokenizer: dict[str, Any] | None, train_data: str) -> list[str]:
+    """What determines the weights and differs between the run that wrote `ckpt` and the current
+    inputs (resolved training config, dictionary symbols, tokenizer state, training data
+    fingerprint); [] when resuming would compute what a fresh run computes."""
+    saved = ckpt.get("train_config") or {}
+    changes = [f"{key} {saved.get(key)} -> {train_config.get(key)}"
+               for key in sorted((set(saved) | set(train_config)) - RESUMABLE_FIELDS)
+               if saved.get(key) != train_config.get(key)]
+    step, max_steps = int(ckpt.get("step", 0)), train_config.get("max_steps")
+    if max_steps is not None and step > max_steps:  # a fresh run would stop earlier
+        changes.append(f"max_steps {max_steps} < the checkpoint's step {step}")
+    if list(ckpt.get("dictionary") or []) != list(symbols):
+        changes.append("dictionary")
+    changes += _tokenizer_changes(ckpt.get("tokenizer"), tokenizer)
+    saved_data = (ckpt.get("meta") or {}).get("train_data")
+    if saved_data is not None and saved_data != train_data:  # checkpoints of older versions have none
+        changes.append("train data")
+    return changes
+
+
+def _tokenizer_changes(saved: dict[str, Any] | None, current: dict[str, Any] | None) -> list[str]:
+    if saved is None and current is None:
+        return []
+    if saved is None or current is None:
+        return ["tokenizer none -> given" if saved is None else "tokenizer given -> none"]
+    if torch.equal(saved["model"], current["model"]):
+        return []
+    old, new = saved.get("settings") or {}, current.get("settings") or {}
+    settings = [f"tokenizer.{key} {old.get(key)} -> {new.get(key)}" for key in sorted(set(old) | set(new))
+                if key != "inputs" and old.get(key) != new.get(key)]  # inputs: file names, not contents
+    return settings or ["tokenizer model"]
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:

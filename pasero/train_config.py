@@ -38,6 +38,20 @@ CHOICES = {
     "best_metric": tuple(BEST_METRICS),
 }
 INFERENCE_FIELDS = ("beam_size", "len_penalty", "max_len_a", "max_len_b", "source_lang", "target_lang", "bleu_tok")
+# Options that do not change the weights a run computes at a given step, so that changing them
+# continues training (pasero-train --reset-if-changed) rather than starting over: paths (what they
+# point to is compared instead: dictionary, tokenizer, a fingerprint of the training data), when to
+# stop (raising max_steps or patience continues a run), how often to log, validate and keep
+# checkpoints, decoding defaults, and where and in which precision the updates are computed.
+# best_metric is not among them: the recorded validation history holds values of that metric.
+RESUMABLE_FIELDS = frozenset({
+    "data_dir", "dict", "tokenizer", "model_dir", "train_split", "valid_split",
+    "max_steps", "max_epochs", "patience",
+    "log_interval", "valid_interval", "valid_batch_size", "valid_decode", "valid_beam_size", "valid_max_size",
+    "keep_last", "keep_best", "reset_optimizer",
+    "beam_size", "len_penalty", "max_len_a", "max_len_b", "bleu_tok",
+    "device", "dtype",
+})
 
 
 def _opt(default: Any, help: str) -> Any:

@@ -9,6 +9,9 @@ An update always sums the loss over `virtual_dp_size` batches (split across proc
 gradient accumulation) and divides the gradient by their total number of target tokens, so the
 number of GPUs changes the speed but not the result.
 
+With `reset_if_changed`, checkpoints trained with other weight-determining inputs (options,
+dictionary, tokenizer, data: `checkpoints.changed_inputs`) are deleted and training starts over.
+
 Exit codes of `Trainer.run`: 0 finished (or already finished), EXIT_INTERRUPTED (3) when a signal
 (SIGTERM, SIGINT, SIGUSR2: SLURM preemption or time limit) stopped training after saving
 checkpoint_last.pt; rerunning the same command resumes.
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 
 from pasero import __version__, checkpoints, distributed, scoring, search
-from pasero.batching import BatchIterator, fixed_batches, open_pair, shard
+from pasero.batching import BatchIterator, fixed_batches, open_pair, shard, split_prefix
 from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
 from pasero.devices import resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
@@ -50,8 +53,8 @@ RUN_FILES = ("checkpoint*.pt", ".checkpoint*.tmp", "train.jsonl", "train.log", "
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, reset: bool = False):
-        self.cfg, self.reset = cfg, reset
+    def __init__(self, cfg: TrainConfig, reset: bool = False, reset_if_changed: bool = False):
+        self.cfg, self.reset, self.reset_if_changed = cfg, reset, reset_if_changed
         self.model_dir = Path(cfg.model_dir)
         self.step, self.train_seconds, self.stop_signal = 0, 0.0, 0
         self.metrics: dict[str, Any] = {"valid": {}, "best": None, "best_step": None, "bad_validations": 0,
@@ -73,12 +76,19 @@ class Trainer:
         self.amp_dtype = resolve_dtype(cfg.dtype, self.device)
         self.model_config = cfg.model_config()
         self._load_inputs()
+        resumed = None
+        if not self.reset and self.model_dir.is_dir():
+            resumed = checkpoints.load_resume_checkpoint(self.model_dir)
+        if resumed and self.reset_if_changed and (changes := self._changed_inputs(resumed[0])):
+            logger.info("%s: inputs changed since its checkpoints were made (%s): training from scratch",
+                        self.model_dir, "; ".join(changes))
+            self.reset, resumed = True, None
+        distributed.barrier()  # every process has read the checkpoint before it is deleted
         if self.reset and self.dist.is_master:
             for pattern in RUN_FILES:
                 for path in self.model_dir.glob(pattern):
                     path.unlink()
         distributed.barrier()
-        resumed = checkpoints.load_resume_checkpoint(self.model_dir) if self.model_dir.is_dir() else None
         init = resumed or (self._load_continue() if cfg.continue_from else None)
         if init:
             checkpoints.check_dictionary(init[0], self.dictionary.symbols, init[1], self.dict_path)
@@ -129,6 +139,14 @@ class Trainer:
                                     max_target_len=min(cfg.max_target_len, limit), max_len_ratio=cfg.max_len_ratio)
         self.valid_data = open_pair(cfg.data_dir, cfg.valid_split, src, tgt, max_source_len=limit,
                                     max_target_len=limit)
+        self.train_data_sha1 = checkpoints.fingerprint(
+            [f"{split_prefix(cfg.data_dir, cfg.train_split, src, tgt, lang)}.{ext}" for lang in (src, tgt)
+             for ext in ("idx", "bin")])
+
+    def _changed_inputs(self, ckpt: dict[str, Any]) -> list[str]:
+        tokenizer = self.tokenizer.to_state() if self.tokenizer is not None else None
+        return checkpoints.changed_inputs(ckpt, self.cfg.to_dict(), self.dictionary.symbols, tokenizer,
+                                          self.train_data_sha1)
 
     def _load_continue(self) -> tuple[dict[str, Any], Path]:
         path = checkpoints.resolve_model_path(self.cfg.continue_from)
@@ -375,6 +393,7 @@ class Trainer:
             "rng": checkpoints.rng_state(), "data_state": self.iterator.state_dict(), "step": self.step,
             "epoch": self.iterator.epoch, "metrics": self.metrics, "train_config": self.cfg.to_dict(),
             "meta": {"steps": [self.step], "train_seconds": self.train_seconds, "params": self.num_params,
+                     "train_data": self.train_data_sha1,
                      "world_size": self.dist.world_size, "pasero_version": __version__,
                      "torch_version": str(torch.__version__)},
         }

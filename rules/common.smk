@@ -193,37 +193,18 @@ def train_inputs(wildcards):
 
 
 def run_settings(wildcards):
-    """Everything that determines the trained weights (not how fast or where they are computed)."""
+    """Everything that determines the trained weights (not how fast or where they are computed): a
+    param of the train rule, so that changing it reruns training."""
     e = exp(wildcards)
     corpus = {k: v for k, v in corpus_config(e["corpus"]).items() if k not in ("pairs", "settings")}
     return {"corpus": corpus, "tokenizer": e["tokenizer"], "dict": e["dict"], "train": e["train"]}
 
 
-def launcher(gpus):
-    """Data-parallel training on the job's GPUs: one process per GPU (torchrun), else none."""
-    return f"torchrun --standalone --nproc-per-node {gpus} --no-python " if gpus > 1 else ""
+def launcher(wildcards, resources):
+    """Data-parallel training on the job's GPUs: one process per GPU (torchrun), else none.
 
-
-def stale_checkpoints(train_dir, settings, log):
-    """Record `settings` in train_dir/experiment.yaml; True if its checkpoints were made with others.
-
-    Starts the job's log, which says so when it is the case.
+    A function of `resources`, so Snakemake does not count it among the params whose change reruns
+    the rule: the number of GPUs changes the speed, not the weights.
     """
-    record = Path(train_dir) / "experiment.yaml"
-    settings = yaml.safe_load(yaml.safe_dump(settings))  # compare as read back from YAML
-    previous = yaml.safe_load(record.read_text()) if record.exists() else None
-    stale = previous is not None and previous != settings and any(Path(train_dir).glob("checkpoint*.pt"))
-    with open(log, "w") as f:
-        if stale:
-            changed = sorted(
-                f"{section}.{key}"
-                for section in settings
-                for key in set(settings[section]) | set(previous.get(section) or {})
-                if settings[section].get(key) != (previous.get(section) or {}).get(key)
-            )
-            print(f"{train_dir}: settings changed since its checkpoints were made ({', '.join(changed)}): "
-                  "training from scratch", file=f)
-    tmp = record.with_name(f".{record.name}.tmp")
-    tmp.write_text(yaml.safe_dump(settings, sort_keys=False))
-    tmp.replace(record)
-    return stale
+    gpus = resources.gpu
+    return f"torchrun --standalone --nproc-per-node {gpus} --no-python " if gpus > 1 else ""

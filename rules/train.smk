@@ -5,9 +5,11 @@
 # when training has finished.
 #
 # The settings that determine the weights (corpus, tokenizer, dictionary, training options) are
-# params, so changing them reruns this rule, and they are recorded in train/experiment.yaml: when
-# they differ from those of the checkpoints there, training starts over (--reset) instead of
-# resuming. Editing pasero's code changes neither, so finished models are kept.
+# params, so changing them reruns this rule; editing pasero's code changes none of them, so
+# finished models are kept. Whether a rerun resumes or starts over is pasero-train's decision
+# (--reset-if-changed): it starts over when the checkpoints in train/ were trained with other
+# options, dictionary, tokenizer or data, and says what changed in the log; raising max_steps or
+# patience continues training.
 #
 # With more than one GPU (resources: gpus: N), torchrun starts one training process per GPU.
 
@@ -23,7 +25,8 @@ rule train:
         tokenizer=lambda w: f"{data_dir(exp(w))}/tokenizer",
         langs=lambda w: f"--source-lang {exp(w)['src']} --target-lang {exp(w)['tgt']}",
         options=lambda w: options(exp(w)["train"], flags=False),
-        run=run_settings,
+        settings=run_settings,
+        launcher=launcher,
     log:
         "results/{corpus}/{exp}/logs/train.log",
     benchmark:
@@ -33,11 +36,7 @@ rule train:
         gpu=lambda w: exp(w)["resources"]["gpus"],
     conda:
         "../workflow/envs/pasero.yaml"
-    run:
-        reset = "--reset" if stale_checkpoints(params.dir, params.run, log[0]) else ""
-        run_on_gpus = launcher(resources.gpu)
-        shell(
-            "OMP_NUM_THREADS={threads} {run_on_gpus}pasero-train --data-dir {params.data} --dict {input.dict}"
-            " --tokenizer {params.tokenizer} --model-dir {params.dir} {params.langs} {params.options}"
-            " {reset} >> {log} 2>&1"
-        )
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher}pasero-train --data-dir {params.data} --dict {input.dict}"
+        " --tokenizer {params.tokenizer} --model-dir {params.dir} {params.langs} {params.options}"
+        " --reset-if-changed >> {log} 2>&1"

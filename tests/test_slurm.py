@@ -250,7 +250,8 @@ def test_submitted_job_is_requeued_and_resumes(slurm_cluster, tmp_path, monkeypa
               lambda: (state.read_text() if state.exists() else "") + log())
     saved = "saved-on-SIGUSR2" if how == "time limit" else "saved-on-SIGTERM"
     assert _events(state) == ["started", saved, "resumed", "done"], state.read_text() + log()
-    assert {line.split()[2] for line in state.read_text().splitlines()} == {"0"}  # one GPU each time
+    # One GPU each time (which one depends on what else runs on the node).
+    assert all(re.fullmatch(r"\d", line.split()[2]) for line in state.read_text().splitlines()), state.read_text()
     assert job.result() == 0
     assert _job_field(job.job_id, "Restarts") == "1"
 

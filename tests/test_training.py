@@ -1,8 +1,10 @@
-"""End-to-end training: outputs, resume bit for bit after SIGKILL/SIGTERM, data parallelism, bad input."""
+"""End-to-end training: outputs, resume bit for bit after SIGKILL/SIGTERM, data parallelism, bad input,
+resuming or starting over when the inputs changed (--reset-if-changed)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -14,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from pasero.checkpoints import load_checkpoint
+from pasero.checkpoints import changed_inputs, load_checkpoint
 from pasero.cli.train import train_main
 from pasero.dictionary import Dictionary
 from pasero.training import EXIT_INTERRUPTED
@@ -180,3 +182,56 @@ def test_missing_data_and_bad_options_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err, err
     assert not Path(cfg["model_dir"]).exists()
+
+
+def test_reset_if_changed_continues_unless_the_weights_would_differ(tmp_path, caplog):
+    cfg = make_corpus(tmp_path)
+    cfg_path = write_config(tmp_path / "train.yaml", {**cfg, "max_steps": 4, "valid_interval": 2, "log_interval": 2,
+                                                      "valid_decode": False, "best_metric": "nll"})
+    model_dir = Path(cfg["model_dir"])
+    assert train_main(["-c", str(cfg_path)]) == 0
+
+    def rerun(*args: str) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pasero"):
+            assert train_main(["-c", str(cfg_path), "--reset-if-changed", *args]) == 0
+        return caplog.text
+
+    def train_steps() -> list[int]:
+        rows = [json.loads(line) for line in (model_dir / "train.jsonl").read_text().splitlines()]
+        return [r["step"] for r in rows if r["type"] == "train"]
+
+    assert "training already finished (step 4)" in rerun()
+    # more steps, other logging and checkpoint settings: the run continues
+    log = rerun("--max-steps", "6", "--log-interval", "1", "--keep-last", "1", "--valid-beam-size", "2")
+    assert "resumed from" in log and "training from scratch" not in log
+    assert load_checkpoint(model_dir / "checkpoint_last.pt")["step"] == 6 and train_steps() == [2, 4, 5, 6]
+    # an option that changes the weights: one line says which, and training starts over
+    log = rerun("--max-steps", "6", "--dropout", "0.2")
+    changed = [line for line in log.splitlines() if "training from scratch" in line]
+    assert len(changed) == 1 and "inputs changed" in changed[0] and "dropout 0.1 -> 0.2" in changed[0], log
+    assert "resumed from" not in log and train_steps() == [2, 4, 6]
+    assert load_checkpoint(model_dir / "checkpoint_last.pt")["train_config"]["dropout"] == 0.2
+    # fewer steps than the checkpoint has: a fresh run would stop earlier
+    assert "max_steps 2 < the checkpoint's step 6" in rerun("--max-steps", "2", "--dropout", "0.2")
+    # other training data, or another dictionary, under the same file names
+    make_corpus(tmp_path, seed=1)
+    log = rerun("--max-steps", "2", "--dropout", "0.2")
+    assert "training from scratch" in log and "(train data)" in log
+    Dictionary.from_symbols(list(reversed(VOCAB))).save(cfg["dict"])
+    assert "(dictionary)" in rerun("--max-steps", "2", "--dropout", "0.2")
+    assert load_checkpoint(model_dir / "checkpoint_last.pt")["dictionary"][4:] == list(reversed(VOCAB))
+
+
+def test_a_new_tokenizer_is_a_change_named_by_its_settings():
+    def tokenizer(vocab_size: int, model: list[int]) -> dict:
+        return {"type": "sentencepiece", "settings": {"vocab_size": vocab_size, "inputs": [f"/tmp/{vocab_size}"]},
+                "model": torch.tensor(model, dtype=torch.uint8)}
+
+    ckpt = {"train_config": {"lr": 0.001}, "dictionary": ["a"], "tokenizer": tokenizer(400, [1, 2]), "step": 3,
+            "meta": {"train_data": "sha"}}
+    same = {"train_config": {"lr": 0.001}, "symbols": ["a"], "train_data": "sha"}
+    assert changed_inputs(ckpt, tokenizer=tokenizer(400, [1, 2]), **same) == []
+    assert changed_inputs(ckpt, tokenizer=tokenizer(440, [1, 3]), **same) == ["tokenizer.vocab_size 400 -> 440"]
+    assert changed_inputs(ckpt, tokenizer=tokenizer(400, [1, 3]), **same) == ["tokenizer model"]
+    assert changed_inputs(ckpt, tokenizer=None, **same) == ["tokenizer given -> none"]

@@ -18,7 +18,9 @@ Every option can be given in the YAML file (as `option: value`) or here (as --op
 command line wins. Values are YAML scalars (5e-4, null, true). String values may contain {src},
 {tgt} and {pair}. Model options override those of --arch.
 
-Rerunning the same command resumes from MODEL_DIR/checkpoint_last.pt. Exit status: 0 finished,
+Rerunning the same command resumes from MODEL_DIR/checkpoint_last.pt (with --reset-if-changed:
+unless the options that determine the weights, the dictionary, the tokenizer or the training data
+differ from those of that checkpoint; the log says which). Exit status: 0 finished,
 2 bad input, 3 stopped by SIGTERM/SIGINT/SIGUSR2 after saving a checkpoint (rerun to resume).
 """
 
@@ -33,6 +35,10 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", help="YAML training config")
     parser.add_argument("--reset", action="store_true",
                         help="delete MODEL_DIR's checkpoints and logs and start over")
+    parser.add_argument("--reset-if-changed", action="store_true",
+                        help="start over (as --reset) when MODEL_DIR's checkpoints were trained with other "
+                             "weight-determining inputs: options, dictionary, tokenizer or training data; "
+                             "resume otherwise (changing max_steps, patience, intervals or device resumes)")
     parser.add_argument("--continue", dest="cfg.continue_from", metavar="FROM", default=argparse.SUPPRESS,
                         help="initialize the weights from this checkpoint (when MODEL_DIR has none)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -59,7 +65,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         return 0
     if where := slurm.placement():
         logger.info("running in %s", where)
-    return Trainer(cfg, reset=args.reset).run()
+    return Trainer(cfg, reset=args.reset, reset_if_changed=args.reset_if_changed).run()
 
 
 @command
