@@ -110,9 +110,10 @@ def placement(environ: dict[str, str] | None = None) -> str | None:
     if not job:
         return None
     restarts = int(env.get("SLURM_RESTART_COUNT") or 0)
+    attempt = f" (restart {restarts})" if restarts else ""
     tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
-    return (f"SLURM job {job}{f' (restart {restarts})' if restarts else ''}, "
-            f"task {env.get('SLURM_PROCID', '0')} of {tasks} on {env.get('SLURMD_NODENAME', os.uname().nodename)}; "
+    node = env.get("SLURMD_NODENAME") or os.uname().nodename
+    return (f"SLURM job {job}{attempt}, task {env.get('SLURM_PROCID', '0')} of {tasks} on {node}; "
             f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '(unset)')}")
 
 

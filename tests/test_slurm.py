@@ -3,6 +3,9 @@
 The cluster tests run against a real single-node SLURM cluster that tests/slurm/start.sh starts
 on this machine (root and Debian's slurm-wlm + munge needed; otherwise they are skipped). Its
 node declares two fake GPUs as GRES, so GPU jobs get CUDA_VISIBLE_DEVICES as on a GPU node.
+End to end on it: the toy pipeline through `--profile slurm` (same result as `--profile local`),
+and real `pasero-train --slurm` / `pasero-decode --slurm` jobs: preempted, at their time limit, or
+data-parallel over two SLURM tasks, training ends with the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -189,7 +192,8 @@ def test_profile_runs_gpu_rule_with_one_gpu_and_cpu_rule_without(slurm_cluster, 
 def test_sbatch_refusal_reaches_the_user(slurm_cluster, tmp_path, variable, value, slurm_says):
     (tmp_path / "Snakefile").write_text(GPU_AND_CPU_RULES.replace('"train.env", "prep.env"', '"train.env"')
                                         .replace('    input: "prep.env"\n', ""))
-    run = _snakemake(tmp_path, env={**TEST_ENV, variable: value})
+    # (Polling every second: Snakemake only stops at its next poll after the refusal.)
+    run = _snakemake(tmp_path, "--slurm-init-seconds-before-status-checks", "1", env={**TEST_ENV, variable: value})
     assert run.returncode != 0
     assert slurm_says in run.stdout + run.stderr
 
@@ -322,7 +326,8 @@ def test_toy_pipeline_through_the_slurm_profile_gives_the_local_result(slurm_clu
 
     env = _profiles_by_name(tmp_path)
     on_slurm, here = workspace(tmp_path / "slurm", _toy_config()), workspace(tmp_path / "local", _toy_config())
-    # --max-threads 1 on both: a rule's threads become OMP_NUM_THREADS, and the test node has 2 CPUs.
+    # --max-threads 1 on both (the test node has 2 CPUs): a rule's threads become its OMP_NUM_THREADS,
+    # and on CPU the thread count changes the weights (float sums in another order, ~1e-3 in 40 steps).
     snakemake = [sys.executable, "-m", "snakemake", "--max-threads", "1", TOY_TARGET]
     local = subprocess.Popen([*snakemake, "--profile", "local"], cwd=here, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # meanwhile, on this machine
@@ -435,6 +440,29 @@ def test_requeued_pasero_train_job_ends_with_the_weights_of_an_uninterrupted_run
     resumed = re.search(r"resumed from \S*checkpoint_last\.pt \(step (\d+)", attempts[2])
     assert resumed and 100 <= int(resumed.group(1)) < 600, _tail(log)
     assert load_checkpoint(job_dir / "checkpoint_last.pt")["step"] == 600
+    assert _model_bytes(job_dir / "checkpoint_last.pt") == _model_bytes(tmp_path / "reference" / "checkpoint_last.pt")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_pasero_train_job_at_its_time_limit_is_requeued_and_resumes(slurm_cluster, tmp_path):
+    """A real time limit: 1 minute, and USR2 `signal_delay_s` (120 s) before it, so at once, that is
+    at slurmctld's next time-limit check (every 30 s). Training outlasts that check (8000 steps of
+    a tiny model, about 40 s), so at least one attempt is stopped by the signal."""
+    config = _training_config(tmp_path, max_steps=8000, valid_interval=2000, log_interval=1000)
+    job_dir = tmp_path / "job"
+    job, log = _submitted(_pasero(*_train_command(config, job_dir), "--slurm", *SMALL_JOB, "--slurm-time", "1",
+                                  "--slurm-max-requeues", "5", cwd=tmp_path))  # (the last --slurm-time wins)
+    assert _job_field(job, "TimeLimit") == "00:01:00"
+    reference = _pasero(*_train_command(config, tmp_path / "reference"), cwd=tmp_path)  # meanwhile, here
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    assert _wait_until_ended(job, log, timeout=300) == "COMPLETED", _tail(log)
+
+    text = log.read_text()
+    assert "received SIGUSR2" in text and "this job is timed-out" in text, _tail(log)
+    assert int(_job_field(job, "Restarts")) >= 1
+    resumed = [int(step) for step in re.findall(r"resumed from \S*checkpoint_last\.pt \(step (\d+)", text)]
+    assert resumed and all(0 < step < 8000 for step in resumed), _tail(log)
     assert _model_bytes(job_dir / "checkpoint_last.pt") == _model_bytes(tmp_path / "reference" / "checkpoint_last.pt")
 
 
