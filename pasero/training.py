@@ -60,6 +60,7 @@ class Trainer:
         self.metrics: dict[str, Any] = {"valid": {}, "best": None, "best_step": None, "bad_validations": 0,
                                         "history": {}}
         self._window = self._new_window()
+        self._log_file: logging.FileHandler | None = None
 
     # Set-up ------------------------------------------------------------------------------------
 
@@ -89,6 +90,7 @@ class Trainer:
                 for path in self.model_dir.glob(pattern):
                     path.unlink()
         distributed.barrier()
+        self._open_log()
         init = resumed or (self._load_continue() if cfg.continue_from else None)
         if init:
             checkpoints.check_dictionary(init[0], self.dictionary.symbols, init[1], self.dict_path)
@@ -189,23 +191,28 @@ class Trainer:
 
     def run(self) -> int:
         """Set up (or resume) and train; returns the exit code (module docstring)."""
-        log_file = None
         handlers = {}
         try:
             self.setup()
-            if self.dist.is_master:  # a copy of the log next to the checkpoints (survives the job)
-                log_file = logging.FileHandler(self.model_dir / "train.log", encoding="utf-8")
-                log_file.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
-                logging.getLogger("pasero").addHandler(log_file)
             handlers = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
-            return self.train()
+            code = self.train()
+            distributed.barrier()  # no process tears the group down while another still uses it
+            return code
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            if log_file is not None:
-                logging.getLogger("pasero").removeHandler(log_file)
-                log_file.close()
+            if self._log_file is not None:
+                logging.getLogger("pasero").removeHandler(self._log_file)
+                self._log_file.close()
             distributed.cleanup()
+
+    def _open_log(self) -> None:
+        """A copy of the log next to the checkpoints: it survives the job and its scheduler's logs."""
+        if self.dist.is_master:
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+            self._log_file = logging.FileHandler(self.model_dir / "train.log", encoding="utf-8")
+            self._log_file.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
+            logging.getLogger("pasero").addHandler(self._log_file)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         logger.warning("received %s: stopping after this update", signal.Signals(signum).name)

@@ -119,7 +119,7 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path):
     assert run(one).returncode == 0
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "pasero.cli.train", "-c", str(two)], capture_output=True, text=True, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-6000:]
     a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
     assert b["meta"]["world_size"] == 2 and a["step"] == b["step"] == 8
