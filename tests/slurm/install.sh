@@ -23,5 +23,7 @@ packages=(slurm-wlm slurm-client munge)
 if ! apt-cache show "${packages[@]}" >/dev/null 2>&1; then
     apt-get update -qq
 fi
-apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# (Stale lists name versions the mirror no longer has: refresh them and try once more.)
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null; }
 echo "install.sh: installed ${packages[*]} ($(dpkg-query -W -f='${Version}' slurm-wlm))"
