@@ -16,7 +16,7 @@ from typing import IO, Iterator
 from pasero.errors import DataError
 
 
-def _temp_beside(path: Path) -> tuple[int, str]:
+def temp_beside(path: Path) -> tuple[int, str]:
     """A temporary file next to `path`, with the permissions a plain open() would give."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
@@ -30,7 +30,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", encoding: str | None
     """Open a temporary file that replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
+    fd, tmp = temp_beside(path)
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
@@ -52,7 +52,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -22,13 +22,13 @@ import contextlib
 import os
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from pasero.errors import DataError
+from pasero.files import temp_beside
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -122,10 +122,8 @@ class IndexedDatasetBuilder:
             raise ValueError(f"unsupported dtype {self.dtype}")
         self._sizes: list[np.ndarray] = []
         Path(self.prefix).parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp_data = tempfile.mkstemp(
-            prefix=f".{Path(self.prefix).name}.", suffix=".bin.tmp", dir=Path(self.prefix).parent
-        )
-        self._tmp_index = self._tmp_data[: -len(".bin.tmp")] + ".idx.tmp"
+        fd, self._tmp_data = temp_beside(data_path(self.prefix))
+        self._tmp_index = self._tmp_data + ".idx"
         self._file = os.fdopen(fd, "wb")
 
     def add(self, ids: np.ndarray | Sequence[int]) -> None:
@@ -165,9 +163,6 @@ class IndexedDatasetBuilder:
             f.write(pointers.astype("<i8").tobytes())
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp_data, 0o666 & ~umask)  # temporary files are private; results are not
         with contextlib.suppress(FileNotFoundError):
             os.unlink(idx)  # never pair a stale index with new data
         os.replace(self._tmp_data, data_path(self.prefix))
