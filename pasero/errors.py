@@ -5,6 +5,15 @@ PaseroError; the command-line layer prints its message on one line and exits non
 Anything else is a bug and keeps its traceback.
 """
 
+import difflib
+from typing import Iterable
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """'did you mean a or b?' for a misspelt name, '' when nothing known is close."""
+    close = difflib.get_close_matches(name, list(known), n=3)
+    return f"did you mean {' or '.join(close)}?" if close else ""
+
 
 class PaseroError(Exception):
     """An error the user can act on; the message names the file/field and the fix."""

@@ -12,7 +12,6 @@ back in input order.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,11 @@ import yaml
 
 from pasero import checkpoints, search
 from pasero.batching import make_batches
+from pasero.devices import resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
-from pasero.errors import CheckpointError, ConfigError
+from pasero.errors import CheckpointError, ConfigError, did_you_mean
 from pasero.model import Transformer
 from pasero.tokenizer import Tokenizer
-from pasero.devices import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +54,8 @@ class DecodingOptions:
         fields = [f.name for f in dataclasses.fields(self)]
         for name in options:
             if name not in fields:
-                close = difflib.get_close_matches(name, fields, n=2)
-                raise ConfigError(f"unknown decoding option '{name}'" +
-                                  (f" (did you mean {' or '.join(close)}?)" if close else ""))
+                hint = did_you_mean(name, fields)
+                raise ConfigError(f"unknown decoding option '{name}'" + (f" ({hint})" if hint else ""))
         updated = dataclasses.replace(self, **{k: v for k, v in options.items() if v is not None})
         if updated.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive number of tokens, got {updated.batch_size}")

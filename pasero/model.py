@@ -11,7 +11,6 @@ once per source.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pasero.errors import ConfigError
+from pasero.errors import ConfigError, did_you_mean
 
 
 @dataclass
@@ -60,9 +59,8 @@ def build_config(arch: str, **overrides: Any) -> TransformerConfig:
         raise ConfigError(f"unknown architecture '{arch}'; choose one of: {', '.join(ARCHITECTURES)}")
     for key in overrides:
         if key not in CONFIG_FIELDS:
-            close = difflib.get_close_matches(key, CONFIG_FIELDS, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"unknown model option '{key}'{hint}")
+            hint = did_you_mean(key, CONFIG_FIELDS)
+            raise ConfigError(f"unknown model option '{key}'" + (f" ({hint})" if hint else ""))
     cfg = TransformerConfig(**{**ARCHITECTURES[arch], **overrides})
     if cfg.embed_dim % cfg.heads:
         raise ConfigError(f"embed_dim ({cfg.embed_dim}) must be a multiple of heads ({cfg.heads})")

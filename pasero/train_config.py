@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import builtins
 import dataclasses
-import difflib
 import os
 import types
 import typing
@@ -24,7 +23,7 @@ from typing import Any, Dict, Mapping
 
 import yaml
 
-from pasero.errors import ConfigError
+from pasero.errors import ConfigError, did_you_mean
 from pasero.files import atomic_output
 from pasero.model import ARCHITECTURES, CONFIG_FIELDS, TransformerConfig, build_config
 
@@ -157,9 +156,8 @@ def _types() -> dict[str, Any]:
 
 
 def _unknown(key: str, where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known_keys(), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see pasero-train --help"
-    return ConfigError(f"{where}: unknown option '{key}'{hint}")
+    hint = did_you_mean(key, known_keys()) or "see pasero-train --help"
+    return ConfigError(f"{where}: unknown option '{key}'; {hint}")
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
