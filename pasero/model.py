@@ -180,15 +180,18 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(cfg)
         self.self_res, self.cross_res, self.ffn_res = Residual(cfg), Residual(cfg), Residual(cfg)
 
-    def forward(self, x: Tensor, self_kv: Tensor | None, cross_kv: Tensor, cross_mask: Tensor,
+    def forward(self, x: Tensor, cross_kv: Tensor, cross_mask: Tensor, cache: Tensor | None = None, step: int = 0,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """self_kv=None: causal attention over x itself (training); else attend to the given cache."""
+        """cache=None: causal attention over x itself (training). Otherwise x is the token at
+        position `step`: its keys/values are written into `cache` (2, heads, max_len, head_dim),
+        and it attends to positions 0..step."""
         h = self.self_res.before(x)
-        if self_kv is None:
-            kv = self.self_attn.project_kv(h)
+        kv = self.self_attn.project_kv(h)
+        if cache is None:
             y, _ = self.self_attn(h, kv[:, 0], kv[:, 1], causal=True)
         else:
-            y, _ = self.self_attn(h, self_kv[:, 0], self_kv[:, 1])
+            cache[:, :, :, step:step + 1] = kv
+            y, _ = self.self_attn(h, cache[:, 0, :, :step + 1], cache[:, 1, :, :step + 1])
         x = self.self_res.after(x, y)
         y, weights = self.cross_attn(self.cross_res.before(x), cross_kv[:, 0], cross_kv[:, 1], cross_mask,
                                      need_weights=need_weights)
@@ -260,7 +263,7 @@ class Transformer(nn.Module):
         x = self._embed(self.tgt_embed, prev_output_tokens)
         for layer in self.decoder_layers:
             cross_kv = layer.cross_attn.project_kv(encoder_out.out)
-            x, _ = layer(x, None, cross_kv, cross_mask)
+            x, _ = layer(x, cross_kv, cross_mask)
         return self._output(x)
 
     def forward(self, src_tokens: Tensor, prev_output_tokens: Tensor) -> Tensor:
@@ -283,11 +286,8 @@ class Transformer(nn.Module):
         x = self._embed(self.tgt_embed, tokens[:, None], start=step)
         weights = None
         for i, layer in enumerate(self.decoder_layers):
-            h = layer.self_res.before(x)
-            cache.self_kv[:, i, :, :, step:step + 1] = layer.self_attn.project_kv(h)
-            self_kv = cache.self_kv[:, i, :, :, :step + 1]
             last = need_attention and i == len(self.decoder_layers) - 1
-            x, weights = layer(x, self_kv, cache.cross_kv[:, i], cache.cross_mask, need_weights=last)
+            x, weights = layer(x, cache.cross_kv[:, i], cache.cross_mask, cache.self_kv[:, i], step, need_weights=last)
         cache.step = step + 1
         logits = self._output(x)[:, 0]
         return logits, (weights[:, 0] if weights is not None else None)
