@@ -6,15 +6,19 @@ One flat namespace: training fields (below) and model fields (those of
 parsed as YAML scalars (`--lr 5e-4`, `--max-epochs null`, `--valid-decode false`), and string values
 may use `{src}`, `{tgt}` and `{pair}`, which are replaced with the language codes, so one config
 serves every language pair. A misspelt key is an error that lists the closest known names: a typo
-must never silently fall back to a default.
+must never silently fall back to a default. `max_time` is a duration ("4h", "1h30m", "01:30:00" or
+seconds), stored as seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import builtins
+import contextlib
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,12 +44,12 @@ INFERENCE_FIELDS = ("beam_size", "len_penalty", "max_len_a", "max_len_b", "sourc
 # Options that do not change the weights a run computes at a given step, so that changing them
 # continues training (pasero-train --reset-if-changed) rather than starting over: paths (what they
 # point to is compared instead: dictionary, tokenizer, a fingerprint of the training data), when to
-# stop (raising max_steps or patience continues a run), how often to log, validate and keep
+# stop (raising max_steps, patience or max_time continues a run), how often to log, validate and keep
 # checkpoints, decoding defaults, and where and in which precision the updates are computed.
 # best_metric is not among them: the recorded validation history holds values of that metric.
 RESUMABLE_FIELDS = frozenset({
     "data_dir", "dict", "tokenizer", "model_dir", "train_split", "valid_split",
-    "max_steps", "max_epochs", "patience",
+    "max_steps", "max_epochs", "patience", "max_time",
     "log_interval", "valid_interval", "valid_batch_size", "valid_decode", "valid_beam_size", "valid_max_size",
     "keep_last", "keep_best", "reset_optimizer",
     "beam_size", "len_penalty", "max_len_a", "max_len_b", "bleu_tok",
@@ -94,6 +98,9 @@ class TrainConfig:
     max_steps: int | None = _opt(100000, "stop after this many updates (null: no limit)")
     max_epochs: int | None = _opt(None, "stop after this many epochs (null: no limit)")
     patience: int = _opt(0, "stop after this many validations without improvement of best_metric (0: off)")
+    max_time: float | None = _opt(None, "wall-clock budget of the training loop (updates, validation, saving), "
+                                        "summed over restarts: seconds or 90s, 30m, 4h, 1h30m, 1.5h, HH:MM:SS, "
+                                        "MM:SS; when reached, validate, save and finish (null: no limit)")
     # Validation, logging and checkpoints
     log_interval: int = _opt(100, "log training figures every N updates")
     valid_interval: int = _opt(1000, "validate and save a checkpoint every N updates")
@@ -160,8 +167,57 @@ def _unknown(key: str, where: str) -> ConfigError:
     return ConfigError(f"{where}: unknown option '{key}'; {hint}")
 
 
+_DURATION_FORMS = "seconds (5400) or 90s, 30m, 4h, 1h30m, 1.5h, HH:MM:SS, MM:SS, or null"
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_UNITS = re.compile(rf"(?:({_NUMBER})h)?(?:({_NUMBER})m)?(?:({_NUMBER})s)?")
+_CLOCK = re.compile(r"\d+(?::[0-5]?\d){1,2}(?:\.\d*)?")
+
+
+def parse_duration(value: Any, key: str = "max_time") -> float | None:
+    """Seconds from a number or a '1h30m' / 'HH:MM:SS' string (None stays None: no limit).
+
+    YAML already turns an unquoted 1:30:00 into 5400 (sexagesimal), which is the same value."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        seconds = None if value is None else float(value)
+    elif isinstance(value, str):
+        seconds = _duration_from_text(value.strip().lower().replace(" ", ""))
+    else:
+        seconds = math.nan
+    if seconds is not None and not math.isfinite(seconds):
+        raise ConfigError(f"option '{key}' expects a duration: {_DURATION_FORMS}; got {value!r}")
+    return seconds
+
+
+def _duration_from_text(text: str) -> float:
+    """Seconds from the text of a duration; NaN when it is not one."""
+    with contextlib.suppress(ValueError):
+        return float(text)  # "5400", and "1e-6" (which YAML 1.1 leaves a string)
+    if _CLOCK.fullmatch(text):
+        seconds = 0.0
+        for part in text.split(":"):
+            seconds = seconds * 60 + float(part)
+        return seconds
+    units = _UNITS.fullmatch(text)
+    if text and units:
+        return sum(float(n) * unit for n, unit in zip(units.groups(), (3600, 60, 1)) if n is not None)
+    return math.nan
+
+
+def format_duration(seconds: float) -> str:
+    """'1h30m', '45s': a budget as a person writes it."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, rest = divmod(rest, 60)
+    parts = [f"{int(hours)}h" if hours else "", f"{int(minutes)}m" if minutes else "", f"{rest:.6g}s" if rest else ""]
+    return "".join(parts) or "0s"
+
+
+PARSERS = {"max_time": parse_duration}  # options written in a notation of their own
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check a parsed value against a field's type (ints are accepted where floats are expected)."""
+    if key in PARSERS:
+        return PARSERS[key](value, key)
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
     args = typing.get_args(hint) if optional else ()
     if value is None:
@@ -249,7 +305,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"option '{name}' must be one of {', '.join(choices)}; got '{getattr(cfg, name)}'")
     positive = ("batch_size", "virtual_dp_size", "lr", "log_interval", "valid_interval", "max_source_len",
                 "max_target_len", "beam_size", "valid_beam_size")
-    for name in positive + ("max_steps", "max_epochs", "valid_batch_size", "valid_max_size"):
+    for name in positive + ("max_steps", "max_epochs", "max_time", "valid_batch_size", "valid_max_size"):
         value = getattr(cfg, name)
         if value is not None and value <= 0:
             raise ConfigError(f"option '{name}' must be positive; got {value}")

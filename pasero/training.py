@@ -12,6 +12,13 @@ number of GPUs changes the speed but not the result.
 With `reset_if_changed`, checkpoints trained with other weight-determining inputs (options,
 dictionary, tokenizer, data: `checkpoints.changed_inputs`) are deleted and training starts over.
 
+Training finishes at max_steps, after max_epochs, when patience runs out, or when the time budget
+`max_time` is spent: the wall-clock time of the training loop (updates, validation, saving) summed
+over restarts and saved in the checkpoints (meta.wall_seconds). Like fairseq's cumulative training
+time (--stop-time-hours), it excludes process start-up and data loading, and the time since the last
+checkpoint of a killed run is lost. When the budget is spent, the update in progress completes, the
+model is validated and saved, and the run ends as finished; raising max_time continues it.
+
 Exit codes of `Trainer.run`: 0 finished (or already finished), EXIT_INTERRUPTED (3) when a signal
 (SIGTERM, SIGINT, SIGUSR2: SLURM preemption or time limit) stopped training after saving
 checkpoint_last.pt; rerunning the same command resumes.
@@ -26,6 +33,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +50,7 @@ from pasero.files import atomic_output
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
 from pasero.tokenizer import Tokenizer
-from pasero.train_config import TrainConfig, save_config
+from pasero.train_config import TrainConfig, format_duration, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,10 @@ class Trainer:
         self.cfg, self.reset, self.reset_if_changed = cfg, reset, reset_if_changed
         self.model_dir = Path(cfg.model_dir)
         self.step, self.train_seconds, self.stop_signal = 0, 0.0, 0
+        # the time budget: wall seconds of earlier runs + this run's since train() started, on `clock`
+        # (replaceable in tests); out_of_time is agreed by all processes after each update
+        self.clock: Callable[[], float] = time.monotonic
+        self.wall_seconds_before, self._clock_start, self.out_of_time = 0.0, None, False
         self.metrics: dict[str, Any] = {"valid": {}, "best": None, "best_step": None, "bad_validations": 0,
                                         "history": {}}
         self._window = self._new_window()
@@ -166,7 +178,10 @@ class Trainer:
     def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
         self.step = int(ckpt["step"])
         self.metrics = ckpt.get("metrics") or self.metrics
-        self.train_seconds = float((ckpt.get("meta") or {}).get("train_seconds", 0.0))
+        meta = ckpt.get("meta") or {}
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
+        # older checkpoints have no wall time: their update time is the closest figure
+        self.wall_seconds_before = float(meta.get("wall_seconds", self.train_seconds))
         if self.cfg.reset_optimizer:
             logger.info("resetting the optimizer state")
         else:
@@ -220,18 +235,43 @@ class Trainer:
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
     def finished(self) -> bool:
+        return self.stop_reason() is not None
+
+    def stop_reason(self) -> str | None:
+        """Why training is finished (None: it is not). The same on every process."""
         cfg = self.cfg
-        return ((cfg.max_steps is not None and self.step >= cfg.max_steps)
-                or (cfg.max_epochs is not None and self.iterator.epoch > cfg.max_epochs)
-                or (cfg.patience > 0 and self.metrics["bad_validations"] >= cfg.patience))
+        if cfg.max_steps is not None and self.step >= cfg.max_steps:
+            return f"max_steps {cfg.max_steps} reached"
+        if cfg.max_epochs is not None and self.iterator.epoch > cfg.max_epochs:
+            return f"max_epochs {cfg.max_epochs} done"
+        if cfg.patience > 0 and self.metrics["bad_validations"] >= cfg.patience:
+            return f"patience: {self.metrics['bad_validations']} validations without improvement"
+        if self.out_of_time:
+            return f"time budget {format_duration(cfg.max_time)} spent"
+        return None
+
+    def wall_seconds(self) -> float:
+        """Time budget spent: the training loops of this run and of the runs it resumes."""
+        now = 0.0 if self._clock_start is None else self.clock() - self._clock_start
+        return self.wall_seconds_before + now
+
+    def _check_time(self) -> None:
+        """Processes measure time apart: they agree, so that all stop at the same update."""
+        if self.cfg.max_time is not None:
+            self.out_of_time = self._agree(self.wall_seconds() >= self.cfg.max_time)
 
     def train(self) -> int:
+        self._check_time()  # before the clock starts: only the budget spent by earlier runs counts
+        self._clock_start = self.clock()
         if self.finished():
-            logger.info("training already finished (step %d)", self.step)
+            if self.metrics.get("valid", {}).get("step") != self.step:  # a signal came at the last update
+                self.validate_and_save()
+            logger.info("training already finished (step %d): %s", self.step, self.stop_reason())
             return 0
         while not self.finished():
             stop = self.train_step(self.iterator.next_step())
-            if self.step % self.cfg.log_interval == 0:
+            self._check_time()
+            if self.step % self.cfg.log_interval == 0 or self.finished():  # the last update is logged
                 self._log_train()
             if self.step % self.cfg.valid_interval == 0:
                 self.validate_and_save()
@@ -241,10 +281,15 @@ class Trainer:
                     self.save(step_file=False)
                 logger.warning("training interrupted at step %d; rerun the same command to resume", self.step)
                 return EXIT_INTERRUPTED
+        self._log_train()  # what patience stopped after the last log line
         if self.metrics.get("valid", {}).get("step") != self.step:
             self.validate_and_save()
-        logger.info("training finished at step %d (epoch %d); best %s %.4g at step %s", self.step,
-                    self.iterator.epoch, self.cfg.best_metric, self.metrics["best"], self.metrics["best_step"])
+        if self.out_of_time:
+            logger.info("time budget of %s (max_time) reached at step %d", format_duration(self.cfg.max_time),
+                        self.step)
+        logger.info("training finished at step %d (epoch %d; %s); best %s %.4g at step %s", self.step,
+                    self.iterator.epoch, self.stop_reason(), self.cfg.best_metric, self.metrics["best"],
+                    self.metrics["best_step"])
         return 0
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -399,7 +444,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": checkpoints.rng_state(), "data_state": self.iterator.state_dict(), "step": self.step,
             "epoch": self.iterator.epoch, "metrics": self.metrics, "train_config": self.cfg.to_dict(),
-            "meta": {"steps": [self.step], "train_seconds": self.train_seconds, "params": self.num_params,
+            "meta": {"steps": [self.step], "train_seconds": self.train_seconds,
+                     "wall_seconds": self.wall_seconds(), "params": self.num_params,
                      "train_data": self.train_data_sha1,
                      "world_size": self.dist.world_size, "pasero_version": __version__,
                      "torch_version": str(torch.__version__)},

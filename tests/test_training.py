@@ -1,5 +1,5 @@
 """End-to-end training: outputs, resume bit for bit after SIGKILL/SIGTERM, data parallelism, bad input,
-resuming or starting over when the inputs changed (--reset-if-changed)."""
+resuming or starting over when the inputs changed (--reset-if-changed), the time budget (max_time)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ import torch
 import yaml
 
 from pasero.checkpoints import changed_inputs, load_checkpoint
-from pasero.cli.train import train_main
+from pasero.cli.train import _train_parser, train_main
 from pasero.dictionary import Dictionary
-from pasero.training import EXIT_INTERRUPTED
+from pasero.errors import ConfigError
+from pasero.train_config import load_config, parse_cli_values, parse_duration
+from pasero.training import EXIT_INTERRUPTED, Trainer
 from train_helpers import VOCAB, make_corpus, write_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -235,3 +237,98 @@ def test_a_new_tokenizer_is_a_change_named_by_its_settings():
     assert changed_inputs(ckpt, tokenizer=tokenizer(440, [1, 3]), **same) == ["tokenizer.vocab_size 400 -> 440"]
     assert changed_inputs(ckpt, tokenizer=tokenizer(400, [1, 3]), **same) == ["tokenizer model"]
     assert changed_inputs(ckpt, tokenizer=None, **same) == ["tokenizer given -> none"]
+
+
+@pytest.mark.parametrize("value,seconds", [
+    (5400, 5400.0), (1.5, 1.5), ("5400", 5400.0), ("1e-6", 1e-6), ("90s", 90.0), ("30m", 1800.0),
+    ("4h", 14400.0), ("1h30m", 5400.0), ("1h 30m 10s", 5410.0), ("1.5h", 5400.0), ("01:30:00", 5400.0),
+    ("90:00", 5400.0), (None, None)])
+def test_max_time_accepts_durations(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "1x", "h", "", "1:75", "1:2:3:4", "1h30", "-1h", "inf", True, [1]])
+def test_max_time_rejects_other_values(value):
+    with pytest.raises(ConfigError, match=r"option 'max_time' expects a duration: seconds .* HH:MM:SS"):
+        parse_duration(value)
+
+
+def test_max_time_from_the_command_line(tmp_path, capsys):
+    cfg = make_corpus(tmp_path)
+    cfg_path = write_config(tmp_path / "train.yaml", cfg)
+    parser = _train_parser()
+    for text, seconds in [("1:30:00", 5400.0), ("45m", 2700.0), ("null", None)]:  # 1:30:00 is YAML's 5400
+        args, _ = parser.parse_known_args(["--max-time", text])
+        assert load_config(cfg_path, parse_cli_values(args)).max_time == seconds
+    for text, message in [("1.5 hours", "option 'max_time' expects a duration"),
+                          ("0", "option 'max_time' must be positive")]:
+        assert train_main(["-c", str(cfg_path), "--max-time", text]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+
+
+def rows(model_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (model_dir / "train.jsonl").read_text().splitlines()]
+
+
+def test_time_budget_validates_saves_and_finishes(tmp_path, caplog):
+    """A budget spent by the first update (the real clock): the run ends as finished, not interrupted."""
+    cfg = make_corpus(tmp_path)
+    cfg_path = write_config(tmp_path / "train.yaml", {**cfg, "max_steps": 1000, "log_interval": 5,
+                                                      "valid_interval": 5, "valid_decode": False,
+                                                      "best_metric": "nll", "max_time": "0.000001s"})
+    model_dir = Path(cfg["model_dir"])
+    with caplog.at_level(logging.INFO, logger="pasero"):
+        assert train_main(["-c", str(cfg_path)]) == 0
+    assert [(r["type"], r["step"]) for r in rows(model_dir)] == [("train", 1), ("valid", 1)]
+    assert {p.name for p in model_dir.glob("checkpoint*.pt")} == {
+        "checkpoint_1.pt", "checkpoint_last.pt", "checkpoint_best.pt"}
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
+        ckpt = load_checkpoint(model_dir / name)
+        assert ckpt["step"] == 1 and ckpt["meta"]["wall_seconds"] >= 1e-6
+    assert "time budget of 1e-06s (max_time) reached at step 1" in caplog.text
+    assert "training finished at step 1 (epoch 1; time budget 1e-06s spent)" in caplog.text
+    # the same command again: nothing to do
+    before = (model_dir / "checkpoint_last.pt").stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pasero"):
+        assert train_main(["-c", str(cfg_path)]) == 0
+    assert "training already finished (step 1): time budget 1e-06s spent" in caplog.text
+    assert (model_dir / "checkpoint_last.pt").stat().st_mtime_ns == before
+    # no budget: training continues
+    assert train_main(["-c", str(cfg_path), "--max-time", "null", "--max-steps", "3"]) == 0
+    assert load_checkpoint(model_dir / "checkpoint_last.pt")["step"] == 3
+
+
+def test_time_budget_is_summed_over_restarts(tmp_path, caplog):
+    """A fake clock on which each update takes 10 s: the budget counts the time of earlier runs."""
+    cfg = make_corpus(tmp_path)
+    base = {**cfg, "max_steps": 1000, "log_interval": 3, "valid_interval": 4, "valid_decode": False,
+            "best_metric": "nll"}
+    model_dir = Path(cfg["model_dir"])
+
+    def train(max_time: object, reset_if_changed: bool = False, **options: object) -> str:
+        trainer = Trainer(load_config(None, {**base, "max_time": max_time, **options}),
+                          reset_if_changed=reset_if_changed)
+        trainer.clock = lambda: 10.0 * trainer.step
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pasero"):
+            assert trainer.run() == 0
+        return caplog.text
+
+    log = train(45)  # 50 s after step 5
+    assert [(r["type"], r["step"]) for r in rows(model_dir)] == [
+        ("train", 3), ("valid", 4), ("train", 5), ("valid", 5)]  # steps 4-5 logged, step 5 validated
+    assert rows(model_dir)[2]["loss"] > 0
+    ckpt = load_checkpoint(model_dir / "checkpoint_last.pt")
+    assert ckpt["step"] == 5 and ckpt["meta"]["wall_seconds"] == 50.0 and (model_dir / "checkpoint_5.pt").is_file()
+    assert "time budget of 45s (max_time) reached at step 5" in log
+    assert "training already finished (step 5): time budget 45s spent" in train(45)
+    # a larger budget continues (also with --reset-if-changed): 50 s spent, 50 s more by step 10
+    log = train("1m35s", reset_if_changed=True)
+    assert "resumed from" in log and "training from scratch" not in log
+    ckpt = load_checkpoint(model_dir / "checkpoint_last.pt")
+    assert ckpt["step"] == 10 and ckpt["meta"]["wall_seconds"] == 100.0
+    assert [r["step"] for r in rows(model_dir) if r["type"] == "valid"] == [4, 5, 8, 10]
+    # max_steps first: its reason is the one logged
+    assert "; max_steps 12 reached); best" in train(None, max_steps=12)
