@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
 from pasero.errors import DataError
 from pasero.files import atomic_output
+from pasero.scoring import PROTOCOLS
 
 SCORES_FILE = "scores.json"
+PRIMARY = "test"  # the test set whose scores are scores.json's top-level keys (and bleu.txt)
 COLUMNS = ("corpus", "pair", "variant", "bleu", "chrf", "signature", "best_step", "train_hours", "params",
            "n_lines", "scores")
 
@@ -50,8 +53,8 @@ def _best_step(scores: dict[str, Any]) -> int | str | None:
     return steps
 
 
-def read_scores(path: str | os.PathLike) -> dict[str, Any]:
-    """One table row from a scores.json file (names come from its folder when it does not say)."""
+def load_scores(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object of a pasero-score file, or a DataError naming it."""
     path = Path(path)
     try:
         scores = json.loads(path.read_text(encoding="utf-8"))
@@ -59,6 +62,39 @@ def read_scores(path: str | os.PathLike) -> dict[str, Any]:
         raise DataError(f"{path}: cannot read scores ({e})") from None
     if not isinstance(scores, dict) or "bleu" not in scores:
         raise DataError(f"{path}: not a pasero-score JSON file (no 'bleu' field)")
+    return scores
+
+
+def _mapping(scores: dict[str, Any], key: str, path: Path) -> dict[str, dict[str, Any]]:
+    """An optional {name: JSON object} field ({} when absent: files older than the field still
+    aggregate)."""
+    value = scores.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise DataError(f"{path}: '{key}' should map names to JSON objects; rerun pasero-score")
+    return value
+
+
+def extra_scores(scores: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Columns beyond COLUMNS: the extra BLEU protocols of the primary test set (with their
+    signatures), then BLEU, chrF and extra BLEU of every further test set."""
+    row: dict[str, Any] = {}
+    for protocol, extra in _mapping(scores, "extra_bleu", path).items():
+        row[f"bleu_{protocol}"] = extra.get("bleu")
+        row[f"bleu_{protocol}_signature"] = extra.get("signature")
+    for name, test_set in _mapping(scores, "test_sets", path).items():
+        if name == PRIMARY:
+            continue
+        row[f"bleu_{name}"] = test_set.get("bleu")
+        row[f"chrf_{name}"] = test_set.get("chrf")
+        for protocol, extra in _mapping(test_set, "extra_bleu", path).items():
+            row[f"bleu_{protocol}_{name}"] = extra.get("bleu")
+    return row
+
+
+def read_scores(path: str | os.PathLike) -> dict[str, Any]:
+    """One table row from a scores.json file (names come from its folder when it does not say)."""
+    path = Path(path)
+    scores = load_scores(path)
     corpus, pair, variant = names_from_path(path)
     train_seconds = scores.get("train_seconds")
     return {
@@ -73,7 +109,31 @@ def read_scores(path: str | os.PathLike) -> dict[str, Any]:
         "params": scores.get("params"),
         "n_lines": scores.get("n_lines"),
         "scores": str(path),
+        **extra_scores(scores, path),
     }
+
+
+def layout(columns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(extra BLEU protocols, further test sets) named by the columns of `extra_scores`, in table
+    order: protocols as pasero-score lists them (unknown ones after, by name), test sets by name."""
+    columns = list(columns)
+    protocols = [c[len("bleu_"):-len("_signature")] for c in columns
+                 if c.startswith("bleu_") and c.endswith("_signature")]
+    known = list(PROTOCOLS)
+    protocols.sort(key=lambda p: (known.index(p) if p in known else len(known), p))
+    test_sets = sorted(c[len("chrf_"):] for c in columns if c.startswith("chrf_"))
+    return protocols, test_sets
+
+
+def extra_columns(present: Iterable[str]) -> list[str]:
+    """The extra columns in a fixed order, whatever order the experiments were read in."""
+    present = set(present) - set(COLUMNS)
+    protocols, test_sets = layout(present)
+    ordered = [c for p in protocols for c in (f"bleu_{p}", f"bleu_{p}_signature")]
+    for name in test_sets:
+        ordered += [f"bleu_{name}", f"chrf_{name}"] + [f"bleu_{p}_{name}" for p in protocols]
+    ordered = [c for c in ordered if c in present]
+    return ordered + sorted(present - set(ordered))
 
 
 def summary(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -81,8 +141,10 @@ def summary(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     files = find_scores(paths)
     if not files:
         raise DataError(f"no {SCORES_FILE} found in {', '.join(map(str, paths))}: score an experiment first")
-    table = pd.DataFrame([read_scores(f) for f in files], columns=list(COLUMNS))
+    rows = [read_scores(f) for f in files]
+    table = pd.DataFrame(rows, columns=list(COLUMNS) + extra_columns(key for row in rows for key in row))
     table["variant"] = table["variant"].fillna("")
+    table["best_step"] = pd.Series([row["best_step"] for row in rows], dtype=object)  # no 7000.0 next to None
     table["params"] = table["params"].astype("Int64")
     table["n_lines"] = table["n_lines"].astype("Int64")
     return table.sort_values(["corpus", "pair", "variant"], kind="stable").reset_index(drop=True)
@@ -120,15 +182,62 @@ def to_markdown(table: pd.DataFrame, index: bool = False, digits: int = 2) -> st
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     """The summary as people read it: parameters in millions, no file paths."""
-    shown = table.drop(columns=["scores"]).copy()
+    shown = table[[c for c in COLUMNS if c != "scores"]].copy()
     shown["params"] = shown["params"].map(lambda n: None if n is pd.NA else f"{n / 1e6:.1f}M")
     return shown.rename(columns={"bleu": "BLEU", "chrf": "chrF", "best_step": "best step",
                                  "train_hours": "training (h)", "n_lines": "lines"})
 
 
+def _test_set_columns(name: str, protocols: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """{summary column: (Markdown header, metric)} of one test set; the metric ("BLEU", "chrF",
+    "BLEU tokenized"...) names the signature the column shares with every other test set's."""
+    suffix = "" if name == PRIMARY else f"_{name}"
+    columns = {f"bleu{suffix}": "BLEU", f"chrf{suffix}": "chrF"}
+    columns.update({f"bleu_{p}{suffix}": f"BLEU {p}" for p in protocols})
+    return {column: (f"{name} {metric}", metric) for column, metric in columns.items()}
+
+
+def _legend(rows: pd.DataFrame, shown: dict[str, str], protocols: Sequence[str]) -> list[str]:
+    """One line per metric: the columns that report it and its signature(s) in these rows."""
+    signatures = {"BLEU": rows["signature"], "chrF": None}
+    signatures.update({f"BLEU {p}": rows[f"bleu_{p}_signature"] for p in protocols})
+    lines = []
+    for metric, column in signatures.items():
+        headers = [header for header, m in shown.items() if m == metric]
+        if not headers:
+            continue
+        if column is None:
+            described = "sacreBLEU chrF2 on the text as given, with BLEU's case setting"
+        else:
+            described = " or ".join(f"`{sig}`" for sig in dict.fromkeys(column.dropna())) or "unknown"
+        lines.append(f"- {', '.join(headers)}: {described}")
+    lines.append(f"- `{PRIMARY}` is the primary test set (the one in bleu.txt); every test set is scored "
+                 "with the same settings")
+    return lines
+
+
+def corpus_table(table: pd.DataFrame, corpus: str) -> tuple[pd.DataFrame, list[str]]:
+    """Every experiment of a corpus with all its test sets and protocols, and a legend that gives
+    each column's signature, so that tokenized and detokenized BLEU cannot be confused."""
+    protocols, test_sets = layout(table.columns)
+    rows = table[table["corpus"] == corpus]
+    columns: dict[str, tuple[str, str]] = {}
+    for name in [PRIMARY, *test_sets]:
+        columns.update(_test_set_columns(name, protocols))
+    kept = [c for c in columns if rows[c].notna().any()]
+    shown = rows[kept].rename(columns={c: columns[c][0] for c in kept}).reset_index(drop=True)
+    shown.insert(0, "experiment", (rows["pair"] + rows["variant"].map(lambda v: f".{v}" if v else "")).tolist())
+    return shown, _legend(rows, dict(columns[c] for c in kept), protocols)
+
+
 def markdown_report(table: pd.DataFrame) -> str:
-    return ("# Results\n\n" + to_markdown(_display(table))
-            + "\n## BLEU by pair and corpus\n\n" + to_markdown(bleu_table(table), index=True))
+    report = ("# Results\n\n" + to_markdown(_display(table))
+              + "\n## BLEU by pair and corpus\n\n" + to_markdown(bleu_table(table), index=True))
+    for corpus in dict.fromkeys(table["corpus"]):
+        shown, legend = corpus_table(table, corpus)
+        report += (f"\n## {corpus}: every test set and BLEU protocol\n\n" + to_markdown(shown)
+                   + "\nColumns and their signatures:\n\n" + "\n".join(legend) + "\n")
+    return report
 
 
 def write_tsv(table: pd.DataFrame, path: str | os.PathLike) -> None:

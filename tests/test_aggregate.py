@@ -96,3 +96,82 @@ def test_a_corrupt_scores_file_is_named(tmp_path, capsys):
     bad.write_text("{not json")
     assert aggregate_main([str(tmp_path / "results"), "-o", str(tmp_path / "summary.tsv")]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def scored_with_test_sets(results, corpus, name, protocols=("tokenized", "detokenized"), test_sets=("tst2016",)):
+    """An experiment scored with extra BLEU protocols and further test sets."""
+    folder = results / corpus / name
+    folder.mkdir(parents=True)
+    (folder / "test.hyp").write_text("the cat sat on a mat .\na dog barked .\nit is raining today .\n")
+    (folder / "ref.txt").write_text("\n".join(REFS) + "\n")
+    argv = ["-H", str(folder / "test.hyp"), "-r", str(folder / "ref.txt"), "--json", str(folder / "scores.json")]
+    for protocol in protocols:
+        argv += ["--extra-bleu", protocol, "--lang", "en"]
+    for test_set in test_sets:
+        (folder / f"{test_set}.hyp").write_text("it &apos;s a dog .\nhello .\n")
+        (folder / f"{test_set}.ref").write_text("it &apos;s a cat .\nhello .\n")
+        argv += ["--test-set", test_set, str(folder / f"{test_set}.hyp"), str(folder / f"{test_set}.ref")]
+    assert score_main(argv) == 0
+    return json.loads((folder / "scores.json").read_text())
+
+
+BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "signature", "best_step", "train_hours", "params",
+                "n_lines", "scores"]
+
+
+def test_no_extra_columns_without_protocols_or_test_sets(results):
+    results, _ = results
+    assert aggregate_main([str(results), "-o", str(results / "summary.tsv")]) == 0
+    assert list(pd.read_csv(results / "summary.tsv", sep="\t").columns) == BASE_COLUMNS
+
+
+def test_protocols_and_test_sets_get_columns_and_a_legend(tmp_path, capsys):
+    results = tmp_path / "results"
+    new = scored_with_test_sets(results, "IWSLT17", "de-en", test_sets=("tst2016", "tst2015"))
+    small = scored_with_test_sets(results, "IWSLT17", "de-en.small", protocols=("tokenized",), test_sets=())
+    old = results / "IWSLT17" / "de-en.old" / "scores.json"  # written before protocols and test sets existed
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"bleu": 20.0, "chrf": 50.0, "signatures": {"bleu": "nrefs:1|tok:13a"}}))
+    scored_experiment(results, "toy", "de-en", REFS, [300])
+    tsv, md = results / "summary.tsv", results / "summary.md"
+    assert aggregate_main([str(results), "-o", str(tsv), "--markdown", str(md)]) == 0
+
+    table = pd.read_csv(tsv, sep="\t", keep_default_na=False)
+    assert list(table.columns) == BASE_COLUMNS + [
+        "bleu_tokenized", "bleu_tokenized_signature", "bleu_detokenized", "bleu_detokenized_signature",
+        "bleu_tst2015", "chrf_tst2015", "bleu_tokenized_tst2015", "bleu_detokenized_tst2015",
+        "bleu_tst2016", "chrf_tst2016", "bleu_tokenized_tst2016", "bleu_detokenized_tst2016"]
+    rows = {row.variant: row for row in table[table["corpus"] == "IWSLT17"].itertuples()}
+    assert float(rows[""].bleu_tokenized) == pytest.approx(new["extra_bleu"]["tokenized"]["bleu"], abs=1e-3)
+    assert rows[""].bleu_detokenized_signature == new["extra_bleu"]["detokenized"]["signature"]
+    assert "pre:moses-tok" in rows[""].bleu_tokenized_signature
+    assert float(rows[""].chrf_tst2016) == pytest.approx(new["test_sets"]["tst2016"]["chrf"], abs=1e-3)
+    assert float(rows[""].bleu_tokenized_tst2016) == pytest.approx(
+        new["test_sets"]["tst2016"]["extra_bleu"]["tokenized"]["bleu"], abs=1e-3)
+    assert float(rows["small"].bleu_tokenized) == pytest.approx(small["extra_bleu"]["tokenized"]["bleu"], abs=1e-3)
+    assert rows["small"].bleu_detokenized == "" and rows["small"].bleu_tst2016 == ""
+    assert rows["old"].bleu == 20.0 and rows["old"].bleu_tokenized == ""
+
+    report = md.read_text()
+    assert "| corpus | pair | variant | BLEU | chrF | signature |" in report  # first table as before
+    assert "bleu_tokenized" not in report.split("## BLEU by pair and corpus")[0]
+    section = report.split("## IWSLT17: every test set and BLEU protocol")[1].split("## toy")[0]
+    assert ("| experiment | test BLEU | test chrF | test BLEU tokenized | test BLEU detokenized | tst2015 BLEU |"
+            in section)
+    assert "| de-en.old | 20.00 | 50.00 |" in section
+    legend = section.split("Columns and their signatures:")[1]
+    tokenized = next(line for line in legend.splitlines() if line.startswith("- test BLEU tokenized"))
+    assert "tst2016 BLEU tokenized" in tokenized and f"`{new['extra_bleu']['tokenized']['signature']}`" in tokenized
+    assert "pre:moses-detok" in next(line for line in legend.splitlines() if "BLEU detokenized" in line)
+    toy = report.split("## toy: every test set and BLEU protocol")[1]
+    assert "| experiment | test BLEU | test chrF |\n" in toy and "tokenized" not in toy
+    assert "| pair | IWSLT17 | toy |" in capsys.readouterr().out
+
+
+def test_a_malformed_test_set_field_is_named(tmp_path, capsys):
+    bad = tmp_path / "results" / "toy" / "de-en" / "scores.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps({"bleu": 1.0, "test_sets": {"tst2016": 3}}))
+    assert aggregate_main([str(tmp_path / "results"), "-o", str(tmp_path / "summary.tsv")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "test_sets" in err and len(err.strip().splitlines()) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from pasero import aggregate
 from pasero.cli.common import command, setup_logging
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results folders (searched recursively for scores.json) or scores.json files")
     parser.add_argument("-o", "--output", required=True, help="tab-separated table, e.g. results/summary.tsv")
     parser.add_argument("--markdown", metavar="FILE.md",
-                        help="also write the table and a pair x corpus BLEU table in Markdown")
+                        help="also write the table, a pair x corpus BLEU table and, per corpus, every test set "
+                             "and BLEU protocol with a legend of signatures, in Markdown")
     return parser
 
 
