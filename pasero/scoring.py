@@ -31,7 +31,12 @@ from pasero.errors import ConfigError, DataError
 METRICS = ("bleu", "chrf", "chrf++")
 # Decimal places sacreBLEU's command line prints by default (`--width 1`).
 CLI_WIDTH = 1
-LANG_PATTERN = re.compile(r"[A-Za-z]{2,3}")
+LANG_PATTERN = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]+)?")  # en, pt_br, zh-cn
+
+
+def moses_language(lang: str) -> str:
+    """The code Moses' rules know: a regional variant (pt_br, zh-cn) uses its language's rules."""
+    return re.split(r"[_-]", lang)[0].lower()
 
 # Moses splits its own output again at some apostrophes ("it 's" -> "it ' s", French "l' homme"
 # -> "l ' homme"), so tokenizing tokenized text would change the tokens and the score. These
@@ -58,6 +63,7 @@ def _moses_tokenizer(lang: str) -> Callable[[str], str]:
     prepare-iwslt14.sh does (tokenizer.perl, then lowercase.perl): Moses keeps "word." unsplit
     when the next word is lower-case, so lower-casing first would tokenize differently.
     """
+    lang = moses_language(lang)
     tokenizer, unescape = MosesTokenizer(lang), MosesDetokenizer(lang).unescape_xml
     rejoin = _REJOIN_CLITICS.get(lang)
 
@@ -72,7 +78,7 @@ def _moses_tokenizer(lang: str) -> Callable[[str], str]:
 
 def _moses_detokenizer(lang: str) -> Callable[[str], str]:
     """detokenizer.perl, which also unescapes XML entities."""
-    detokenizer = MosesDetokenizer(lang)
+    detokenizer = MosesDetokenizer(moses_language(lang))
     return lambda line: detokenizer.detokenize(line.split(), unescape=True)
 
 
@@ -131,7 +137,7 @@ def check_protocols(names: Sequence[str], lang: str | None) -> None:
         raise ConfigError(f"BLEU protocol '{names[0]}' needs the target language for the Moses rules "
                           "(e.g. lang='en')")
     if lang and not LANG_PATTERN.fullmatch(lang):
-        raise ConfigError(f"'{lang}' is not a language code: give a 2- or 3-letter code such as 'en'")
+        raise ConfigError(f"'{lang}' is not a language code: give a code such as 'en' or 'pt_br'")
 
 
 def _bleu_details(corpus: Any) -> dict[str, Any]:

@@ -165,6 +165,13 @@ def test_tokenized_bleu_leaves_tokenized_text_as_it_is():
     assert french("l' homme d' aujourd' hui") == "l' homme d' aujourd' hui"
 
 
+def test_a_regional_language_code_uses_its_language_s_moses_rules():
+    """TED talks name targets pt_br or zh_cn: they score with the Portuguese or Chinese rules."""
+    assert scoring.PROTOCOLS["tokenized"].prepare("pt_br")("Olá, mundo.") == "Olá , mundo ."
+    result = scoring.extra_bleu(RAW_HYPS, RAW_REFS, "tokenized", "pt_br")
+    assert result["signature"].endswith("|pre:moses-tok|lang:pt_br")
+
+
 @pytest.mark.parametrize("lowercase", [False, True])
 def test_detokenized_bleu_is_sacrebleu_13a_on_moses_detokenized_text(lowercase):
     from sacremoses import MosesDetokenizer

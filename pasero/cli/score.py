@@ -151,7 +151,7 @@ def check_options(args: argparse.Namespace) -> None:
     if args.extra_bleu and not args.lang:
         raise ConfigError(f"--extra-bleu {args.extra_bleu[0]} needs the target language: add --lang (e.g. --lang en)")
     if args.lang and not scoring.LANG_PATTERN.fullmatch(args.lang):
-        raise ConfigError(f"--lang '{args.lang}' is not a language code: give a 2- or 3-letter code such as en")
+        raise ConfigError(f"--lang '{args.lang}' is not a language code: give a code such as en or pt_br")
 
 
 @command
