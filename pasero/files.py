@@ -67,7 +67,9 @@ def read_lines(path: str | os.PathLike) -> Iterator[str]:
     """Yield the lines of a UTF-8 text file without their newline.
 
     Invalid UTF-8 is a DataError naming the file and line, not a UnicodeDecodeError
-    deep inside a pipeline step.
+    deep inside a pipeline step. A byte-order mark (U+FEFF, as some Windows editors write)
+    is dropped from the first line: otherwise it stays glued to the first word and becomes
+    a token, a dictionary entry or a TSV header cell of its own.
     """
     path = Path(path)
     if not path.is_file():
@@ -80,6 +82,8 @@ def read_lines(path: str | os.PathLike) -> Iterator[str]:
                 raise DataError(
                     f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as UTF-8"
                 ) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
             yield line.rstrip("\r\n")
 
 

@@ -84,7 +84,16 @@ def experiment(corpus, name):
         settings = merge(settings, layer)
     check(settings, f"corpora/{corpus}/pairs/{name} (resolved settings)/", "settings")
     src, tgt = pair.split("-")
-    return dict(corpus=corpus, name=name, pair=pair, src=src, tgt=tgt, variant=variant, **settings)
+    return dict(
+        corpus=corpus,
+        name=name,
+        pair=pair,
+        src=src,
+        tgt=tgt,
+        variant=variant,
+        test_sets=["test", *cfg["test_sets"]],
+        **settings,
+    )
 
 
 def experiments():
@@ -144,6 +153,9 @@ def options(settings, flags=True):
         if flags and value is True:
             args.append(option)
             continue
+        if flags and isinstance(value, list):  # a repeatable option: --key a --key b
+            args.extend(f"{option} {shlex.quote(str(item))}" for item in value)
+            continue
         if not isinstance(value, str):
             value = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
         args.append(f"{option} {shlex.quote(value)}")
@@ -173,6 +185,39 @@ def local_files(wildcards):
     return [pattern.format(lang=lang) for pattern in files.values() for lang in (wildcards.src, wildcards.tgt)]
 
 
+def get_test_set_inputs(wildcards):
+    """Every archive of the corpus is fetched by the main download, so a further test set waits for it."""
+    return [*local_files(wildcards), f"results/{wildcards.corpus}/{wildcards.src}-{wildcards.tgt}/text/train.{wildcards.src}"]
+
+
+# Decoding and scoring --------------------------------------------------------------------------
+
+
+def get_decode_source(wildcards):
+    e = exp(wildcards)
+    return f"{text_dir(e)}/{wildcards.testset}.{e['src']}"
+
+
+def get_score_inputs(wildcards):
+    """The hypotheses and references of every test set of the experiment, the primary `test` first."""
+    e = exp(wildcards)
+    prefix = f"results/{e['corpus']}/{e['name']}"
+    return {
+        "hyps": [f"{prefix}/{name}.hyp" for name in e["test_sets"]],
+        "refs": [f"{text_dir(e)}/{name}.{e['tgt']}" for name in e["test_sets"]],
+        "info": f"{prefix}/test.decode.json",
+    }
+
+
+def get_score_test_sets(wildcards, input):
+    """`--test-set NAME HYP REF` for every test set but the primary one (given as -H/-r)."""
+    names = exp(wildcards)["test_sets"]
+    return " ".join(
+        f"--test-set {name} {hyp} {ref}"
+        for name, hyp, ref in zip(names[1:], input.hyps[1:], input.refs[1:], strict=True)
+    )
+
+
 # Training --------------------------------------------------------------------------------------
 
 
@@ -196,7 +241,8 @@ def run_settings(wildcards):
     """Everything that determines the trained weights (not how fast or where they are computed): a
     param of the train rule, so that changing it reruns training."""
     e = exp(wildcards)
-    corpus = {k: v for k, v in corpus_config(e["corpus"]).items() if k not in ("pairs", "settings")}
+    # (which test sets are scored does not change the weights)
+    corpus = {k: v for k, v in corpus_config(e["corpus"]).items() if k not in ("pairs", "settings", "test_sets")}
     return {"corpus": corpus, "tokenizer": e["tokenizer"], "dict": e["dict"], "train": e["train"]}
 
 

@@ -1,20 +1,21 @@
-# Translate the test set with the selected model (beam search); decode.json records the
-# provenance (checkpoint, steps, parameters, training and decoding time) for scores.json.
+# Translate a test set (the primary `test` or a further one of the corpus's `test_sets`) with the
+# selected model (beam search); {testset}.decode.json records the provenance (checkpoint, steps,
+# parameters, training and decoding time) for scores.json.
 
 
 rule decode:
     input:
         model="results/{corpus}/{exp}/model.pt",
-        source=lambda w: f"{text_dir(exp(w))}/test.{exp(w)['src']}",
+        source=get_decode_source,
     output:
-        hyp="results/{corpus}/{exp}/test.hyp",
-        info="results/{corpus}/{exp}/decode.json",
+        hyp="results/{corpus}/{exp}/{testset}.hyp",
+        info="results/{corpus}/{exp}/{testset}.decode.json",
     params:
         options=lambda w: options(exp(w)["decode"]),
     log:
-        "results/{corpus}/{exp}/logs/decode.log",
+        "results/{corpus}/{exp}/logs/decode.{testset}.log",
     benchmark:
-        "results/{corpus}/{exp}/benchmarks/decode.tsv"
+        "results/{corpus}/{exp}/benchmarks/decode.{testset}.tsv"
     threads: lambda w: exp(w)["resources"]["threads"]
     resources:
         gpu=lambda w: min(exp(w)["resources"]["gpus"], 1),

@@ -28,3 +28,27 @@ rule download:
     shell:
         "pasero-download --source {params.source} --pair {wildcards.src}-{wildcards.tgt}"
         " --raw-dir {params.raw_dir} -o {params.text_dir} {params.options} > {log} 2>&1"
+
+
+# A further test set of the corpus (config: `test_sets`), e.g. IWSLT'17 tst2016: text/{testset}.{lang}.
+rule download_test_set:
+    input:
+        get_test_set_inputs,
+    output:
+        src="results/{corpus}/{src}-{tgt}/text/{testset}.{src}",
+        tgt="results/{corpus}/{src}-{tgt}/text/{testset}.{tgt}",
+    params:
+        source=lambda w: corpus_config(w.corpus)["source"],
+        options=download_options,
+        raw_dir="results/{corpus}/raw",
+        text_dir=lambda w, output: os.path.dirname(output.src),
+    log:
+        "results/{corpus}/{src}-{tgt}/logs/download.{testset}.log",
+    wildcard_constraints:
+        testset=r"(?!(?:train|valid|test)\.)[A-Za-z0-9_]+",
+    conda:
+        "../workflow/envs/pasero.yaml"
+    shell:
+        "pasero-download --source {params.source} --pair {wildcards.src}-{wildcards.tgt}"
+        " --raw-dir {params.raw_dir} -o {params.text_dir} --test-set {wildcards.testset} {params.options}"
+        " > {log} 2>&1"

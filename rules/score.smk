@@ -1,17 +1,18 @@
-# Score the test hypotheses with sacreBLEU: bleu.txt (score lines with signatures) and
-# scores.json (every metric plus the provenance of decode.json and the experiment's name).
+# Score the hypotheses of every test set with sacreBLEU: bleu.txt (the primary test set's score lines
+# with their signatures, and any `extra_bleu` protocol's line) and scores.json (every metric of every
+# test set, plus the provenance of test.decode.json and the experiment's name).
 
 
 rule score:
     input:
-        hyp="results/{corpus}/{exp}/test.hyp",
-        ref=lambda w: f"{text_dir(exp(w))}/test.{exp(w)['tgt']}",
-        info="results/{corpus}/{exp}/decode.json",
+        unpack(get_score_inputs),
     output:
         bleu="results/{corpus}/{exp}/bleu.txt",
         json="results/{corpus}/{exp}/scores.json",
     params:
         options=lambda w: options(exp(w)["score"]),
+        test_sets=get_score_test_sets,
+        lang=lambda w: exp(w)["tgt"],
         meta=lambda w: (
             f"--meta corpus={w.corpus} --meta pair={exp(w)['pair']} --meta variant={exp(w)['variant']}"
         ),
@@ -22,5 +23,5 @@ rule score:
     conda:
         "../workflow/envs/pasero.yaml"
     shell:
-        "pasero-score -H {input.hyp} -r {input.ref} -o {output.bleu} --json {output.json} --info {input.info}"
-        " {params.meta} {params.options} > {log} 2>&1"
+        "pasero-score -H {input.hyps[0]} -r {input.refs[0]} {params.test_sets} --lang {params.lang}"
+        " -o {output.bleu} --json {output.json} --info {input.info} {params.meta} {params.options} > {log} 2>&1"

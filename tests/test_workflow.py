@@ -119,7 +119,7 @@ def test_the_toy_pipeline_runs_end_to_end(finished):
     assert summary[0].startswith("corpus\tpair\tvariant\tbleu\tchrf") and summary[1].startswith("toy\tde-en\t")
     assert "BLEU by pair and corpus" in (finished / "results" / "summary.md").read_text()
     assert (exp / "learning_curve.svg").read_text().lstrip().startswith("<?xml")
-    for rule in ("download", "tokenizer", "dict", "train", "select", "decode", "score"):
+    for rule in ("download", "tokenizer", "dict", "train", "select", "decode.test", "score"):
         assert (exp / "logs" / f"{rule}.log").is_file() and (exp / "benchmarks" / f"{rule}.tsv").is_file()
 
 
@@ -154,7 +154,7 @@ def test_changing_decoding_settings_reruns_only_decoding_and_scoring(copy_of_fin
     after = mtimes(path, "train/done", "model.pt", "test.hyp")
     assert after["train/done"] == before["train/done"] and after["model.pt"] == before["model.pt"]
     assert after["test.hyp"] > before["test.hyp"]
-    assert json.loads((path / EXP / "decode.json").read_text())["decoding"]["beam_size"] == 3
+    assert json.loads((path / EXP / "test.decode.json").read_text())["decoding"]["beam_size"] == 3
 
 
 @pytest.mark.slow
@@ -238,6 +238,11 @@ def test_dry_runs_of_ted_and_iwslt_targets_work_offline(real_config):
     assert "--source ted_talks --pair de-en" in out and "http://phontron.com/data/ted_talks.tar.gz" in out
     assert "--source iwslt14" in out and "--source iwslt17" in out and out.count("--url") >= 5
     assert "--bleu-tok none" in out  # TED is tokenized already
+    # IWSLT'17: tst2016 beside tst2017; IWSLT'14: the per-year sets beside their concatenation
+    assert "--test-set tst2016 results/IWSLT17/de-en/tst2016.hyp results/IWSLT17/de-en/text/tst2016.en" in out
+    for name in ("dev2010", "tedx_dev2012", "tst2010", "tst2011", "tst2012"):
+        assert f"--test-set {name} results/IWSLT14/de-en/{name}.hyp" in out
+    assert "--extra-bleu tokenized" in out and "--extra-bleu detokenized" in out
     # the `big` variant trains its own model on the data of its pair
     assert "results/TED/de-en.big/train/done" in out and "results/TED/de-en.big/tokenizer" not in out
     assert not (real_config / "results").exists()
@@ -294,3 +299,42 @@ def test_the_schema_offers_every_pasero_train_option():
     set_by_the_workflow = {"data_dir", "dict", "tokenizer", "model_dir", "source_lang", "target_lang",
                            "train_split", "valid_split"}
     assert offered == set(known_keys()) - set_by_the_workflow
+
+
+# Further test sets -----------------------------------------------------------------------------
+
+
+def local_corpus(path: Path) -> dict:
+    """A `local` corpus (toy text written as plain files) with a further test set `extra`."""
+    from pasero import toy
+
+    corpus = toy.generate(seed=3, sizes={"train": 1000, "valid": 20, "test": 20})
+    corpus["extra"] = corpus["valid"][:10]
+    for split, pairs in corpus.items():
+        for side, lang in enumerate(("de", "en")):
+            (path / f"{split}.{lang}").write_text("".join(pair[side] + "\n" for pair in pairs))
+    files = {split: str(path / f"{split}.{{lang}}") for split in corpus}
+    return {"source": "local", "files": files, "test_sets": ["extra"], "pairs": {"de-en": {}}}
+
+
+@pytest.mark.slow
+def test_further_test_sets_are_decoded_and_scored_without_retraining(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    config = {**TINY, "corpora": {"mine": local_corpus(data)}}
+    config["defaults"] = {**TINY["defaults"], "score": {"extra_bleu": ["tokenized"]}}
+    path = workspace(tmp_path / "ws", config)
+    exp = path / "results" / "mine" / "de-en"
+    snakemake(path, "results/mine/de-en/bleu.txt")
+
+    assert len((exp / "extra.hyp").read_text().splitlines()) == 10
+    scores = json.loads((exp / "scores.json").read_text())
+    assert set(scores["test_sets"]) == {"test", "extra"}
+    assert scores["test_sets"]["extra"]["n_lines"] == 10 and scores["n_lines"] == 20
+    bleu = (exp / "bleu.txt").read_text().splitlines()
+    # the primary test set only: BLEU, chrF, chrF++ and the tokenized BLEU, which says what it is
+    assert len(bleu) == 4 and "pre:moses-tok" in bleu[3] and "pre:" not in bleu[0]
+
+    # scoring one more or one less test set never retrains
+    edit_config(path, lambda c: c["corpora"]["mine"].update(test_sets=[]))
+    assert planned_jobs(path, "results/mine/de-en/bleu.txt") == {"score": 1}
