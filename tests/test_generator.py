@@ -74,7 +74,7 @@ def test_defaults_come_from_the_model_and_can_be_overridden(model_path, generato
     assert all(len(nbest[0]["tokens"]) == 1 for nbest in edited.decode(LINES))
 
 
-def test_attention_sampling_and_long_inputs(generator):
+def test_attention_sampling_and_long_inputs(generator, caplog):
     out = generator.decode(LINES[:3], return_attention=True)
     for line, nbest in zip(LINES, out):
         src_len = len(generator.tokenize(line).split()) + 1
@@ -83,7 +83,9 @@ def test_attention_sampling_and_long_inputs(generator):
     assert a == generator.decode(LINES, sampling=True, temperature=2.0, seed=1, batch_size=20)
     assert a != generator.decode(LINES, sampling=True, temperature=2.0, seed=2, batch_size=20)
     long_line = " ".join(["green tree"] * 60)  # longer than the model's 64 positions: truncated
-    assert generator.decode(long_line)[0][0]["detok"].startswith("green tree")
+    assert len(generator.encode([long_line])[0]) == generator.model.cfg.max_positions
+    (nbest,) = generator.decode(long_line)
+    assert len(nbest) == 1 and "truncated to the model's max_positions" in caplog.text
 
 
 def test_provenance_and_model_lookup(generator, model_path, tmp_path):
