@@ -248,6 +248,30 @@ def test_dry_runs_of_ted_and_iwslt_targets_work_offline(real_config):
     assert not (real_config / "results").exists()
 
 
+def test_the_named_recipes_reach_the_commands(real_config):
+    """Pasero's TED recipe and fairseq's IWSLT'14 recipe, as the config's layers resolve them."""
+    out = snakemake(real_config, "-n", "-p", "results/TED/de-en/bleu.txt", "results/IWSLT14/de-en/bleu.txt").output
+    commands = [line for line in out.splitlines() if line.startswith("Shell command:")]
+
+    def command_of(program, corpus):
+        (line,) = [c for c in commands if f"{program} " in c and f"results/{corpus}/" in c]
+        return line
+
+    ted = command_of("pasero-train", "TED")
+    for option in ("--adam-betas '[0.9, 0.999]'", "--clip-norm 1.0", "--shared-embeddings true", "--patience 5",
+                   "--valid-beam-size 5", "--virtual-dp-size 4", "--max-steps 25000", "--best-metric chrf",
+                   "--bleu-tok none"):
+        assert option in ted
+    assert "--inline-case" in command_of("pasero-build-tokenizer", "TED")
+    iwslt = command_of("pasero-train", "IWSLT14")
+    for option in ("--adam-betas '[0.9, 0.98]'", "--clip-norm 0.0", "--shared-embeddings true", "--dropout 0.3",
+                   "--weight-decay 0.0001", "--label-smoothing 0.1", "--warmup 4000", "--batch-size 4096",
+                   "--virtual-dp-size 1", "--best-metric bleu", "--valid-beam-size 5", "--bleu-tok none"):
+        assert option in iwslt
+    assert "--last 5" in command_of("pasero-average-checkpoints", "IWSLT14")
+    assert "--vocab-size 10000" in command_of("pasero-build-tokenizer", "IWSLT14")
+
+
 def test_the_default_target_is_every_listed_experiment_and_the_summary(real_config):
     config = yaml.safe_load((real_config / "config" / "config.yaml").read_text())
     n = sum(len(corpus["pairs"]) for corpus in config["corpora"].values())
