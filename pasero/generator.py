@@ -78,6 +78,15 @@ def model_defaults(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
     return defaults
 
 
+def check_finite(model: torch.nn.Module, path: Path) -> None:
+    """A model with NaN or inf weights translates nothing sensible and fails deep in the search:
+    refuse it at load time, naming the first damaged parameter."""
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise CheckpointError(f"{path}: the weights hold NaN or inf values (first in '{name}'); "
+                                  "the training diverged or the file is damaged: select another checkpoint")
+
+
 class TextGenerator:
     def __init__(self, model: Transformer, dictionary: Dictionary, tokenizer: Tokenizer | None,
                  options: DecodingOptions, path: Path | None = None, inference: dict[str, Any] | None = None,
@@ -103,6 +112,7 @@ class TextGenerator:
         torch_device = resolve_device(device)
         path = checkpoints.resolve_model_path(path)
         model, ckpt = checkpoints.load_model(path, torch_device)
+        check_finite(model, path)
         torch_dtype = resolve_dtype(dtype, torch_device)
         if dtype not in ("auto", "float32") and torch_dtype == torch.float32:
             logger.warning("dtype %s ignored on %s: decoding in float32", dtype, torch_device)

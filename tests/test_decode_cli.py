@@ -164,3 +164,18 @@ def test_stdin_to_stdout_in_buffers(model, expected, monkeypatch, capsys, tmp_pa
         monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": f, "isatty": lambda self: False})())
         code, out, _ = run(capsys, model, "--buffer-size", "7")
     assert code == 0 and out.splitlines() == expected
+
+
+def test_a_model_with_nan_weights_is_a_one_line_error(model, data, tmp_path, capsys):
+    import torch
+
+    ckpt = torch.load(model, weights_only=True)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name].view(-1)[0] = float("nan")
+    broken = tmp_path / "nan" / "model.pt"
+    broken.parent.mkdir()
+    torch.save(ckpt, broken)
+    code, _, err = run(capsys, broken, "-i", data / "test.de", "-o", tmp_path / "out.en")
+    assert code != 0 and err.count("\n") == 1
+    assert "weights hold NaN or inf values" in err and str(broken) in err and name in err
+    assert not (tmp_path / "out.en").exists()
