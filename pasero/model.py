@@ -62,6 +62,12 @@ def build_config(arch: str, **overrides: Any) -> TransformerConfig:
             hint = did_you_mean(key, CONFIG_FIELDS)
             raise ConfigError(f"unknown model option '{key}'" + (f" ({hint})" if hint else ""))
     cfg = TransformerConfig(**{**ARCHITECTURES[arch], **overrides})
+    for name in ("dropout", "attention_dropout", "activation_dropout"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ConfigError(f"option '{name}' must be in [0, 1); got {getattr(cfg, name)}")
+    for name in ("embed_dim", "ffn_dim", "encoder_layers", "decoder_layers", "heads", "max_positions"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"option '{name}' must be positive; got {getattr(cfg, name)}")
     if cfg.embed_dim % cfg.heads:
         raise ConfigError(f"embed_dim ({cfg.embed_dim}) must be a multiple of heads ({cfg.heads})")
     return cfg

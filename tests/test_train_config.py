@@ -52,7 +52,9 @@ def test_command_line_typo_and_bad_values_exit_2(tmp_path, capsys):
                           (["--batch-size", "many"], "option 'batch_size' expects int"),
                           (["--best-metric", "accuracy"], "must be one of loss, nll, ppl, bleu, chrf"),
                           (["--arch", "transformer_huge"], "must be one of transformer_tiny"),
-                          (["--valid-decode", "false"], "needs valid_decode: true")]:
+                          (["--valid-decode", "false"], "needs valid_decode: true"),
+                          (["--dropout", "1.5"], "option 'dropout' must be in [0, 1); got 1.5"),
+                          (["--heads", "0"], "option 'heads' must be positive; got 0")]:
         assert train_main(["-c", str(path), *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
