@@ -5,6 +5,7 @@
 import difflib
 import functools
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -33,6 +34,55 @@ def check(instance, where="", definition=None):
         hint = f"did you mean {' or '.join(close)}?" if close else f"known keys: {', '.join(known)}"
         message = f"unknown key '{unknown[0]}'; {hint}"
     raise WorkflowError(f"config/config.yaml, {where}{key}: {message}")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML as Snakemake reads it, but a key written twice in one mapping is an error, not a silent
+    override (a merge key `<<:` may still be overridden: that is what it is for)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            line = key_node.start_mark.line + 1
+            if key_node.value in seen:
+                raise WorkflowError(
+                    f"{key_node.start_mark.name}:{line}: duplicate key '{key_node.value}' (first at line "
+                    f"{seen[key_node.value]}); keep one of them"
+                )
+            seen[key_node.value] = line
+        return super().construct_mapping(node, deep)
+
+
+def check_config_file(path):
+    """Fail on a YAML error or a duplicate key with the file, line and column, before Snakemake's
+    own loader, whose message gives neither."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        try:
+            yaml.load(f, Loader=StrictLoader)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+            raise WorkflowError(
+                f"{where}: invalid YAML ({e.problem or e.context}); quote values that contain {{ }} [ ] : or #"
+            ) from None
+
+
+FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def read_numbers(value):
+    """YAML 1.1 reads `2e-3` (no dot) as a string; a researcher means the number."""
+    if isinstance(value, dict):
+        return {k: read_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [read_numbers(v) for v in value]
+    if isinstance(value, str) and FLOAT.fullmatch(value):
+        return float(value)
+    return value
 
 
 def merge(base, override):

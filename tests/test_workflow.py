@@ -307,6 +307,28 @@ def test_a_wrong_type_is_an_error_before_any_job(tmp_path):
     assert not (path / "results").exists()
 
 
+def test_a_duplicate_key_or_a_yaml_error_names_the_line(tmp_path):
+    path = workspace(tmp_path)
+    config_file = path / "config" / "config.yaml"
+    text = config_file.read_text()
+    config_file.write_text(text.replace("    lr: 0.003\n", "    lr: 0.003\n    lr: 0.01\n"))
+    result = snakemake(path, "-n", ok=False)
+    line = config_file.read_text().splitlines().index("    lr: 0.01") + 1
+    assert f"config/config.yaml:{line}: duplicate key 'lr' (first at line {line - 1}); keep one of them" in result.output
+    config_file.write_text(text + "variants:\n  mine: {tokenizer: {vocab_size: 300}, files: {x: a.{lang}}}\n")
+    result = snakemake(path, "-n", ok=False)
+    assert re.search(r"config/config\.yaml:\d+:\d+: invalid YAML \(.*\); quote values", result.output), result.output
+    assert not (path / "results").exists()
+
+
+def test_an_exponent_without_a_dot_is_a_number(tmp_path):
+    path = workspace(tmp_path)
+    config_file = path / "config" / "config.yaml"
+    config_file.write_text(config_file.read_text().replace("    lr: 0.003\n", "    lr: 2e-3\n"))
+    out = snakemake(path, "-n", "-p", str(EXP / "train" / "done")).output
+    assert "--lr 0.002 " in out
+
+
 def test_snakemake_lint_is_clean(real_config):
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=real_config, env=environment(),
                             capture_output=True, text=True, timeout=300)
