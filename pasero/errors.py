@@ -37,3 +37,7 @@ class ChecksumError(DownloadError):
 
 class CheckpointError(PaseroError):
     """A checkpoint is missing, corrupt or does not match the model/dictionary."""
+
+
+class TrainingError(PaseroError):
+    """Training cannot go on (e.g. it diverged): the checkpoints on disk are left as they were."""

@@ -45,7 +45,7 @@ from pasero.batching import BatchIterator, fixed_batches, open_pair, shard, spli
 from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
 from pasero.devices import resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
-from pasero.errors import CheckpointError, DataError
+from pasero.errors import CheckpointError, DataError, TrainingError
 from pasero.files import atomic_output
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
@@ -55,6 +55,7 @@ from pasero.train_config import TrainConfig, format_duration, save_config
 logger = logging.getLogger(__name__)
 
 EXIT_INTERRUPTED = 3
+MAX_NONFINITE_UPDATES = 10  # consecutive non-finite updates before training gives up
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 TRAINING_ONLY_FIELDS = ("dropout", "attention_dropout", "activation_dropout")
 RUN_FILES = ("checkpoint*.pt", ".checkpoint*.tmp", "train.jsonl", "train.log", "config.yaml", "inference.yaml")
@@ -64,7 +65,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, reset: bool = False, reset_if_changed: bool = False):
         self.cfg, self.reset, self.reset_if_changed = cfg, reset, reset_if_changed
         self.model_dir = Path(cfg.model_dir)
-        self.step, self.train_seconds, self.stop_signal = 0, 0.0, 0
+        self.step, self.train_seconds, self.stop_signal, self.nonfinite_updates = 0, 0.0, 0, 0
         # the time budget: wall seconds of earlier runs + this run's since train() started, on `clock`
         # (replaceable in tests); out_of_time is agreed by all processes after each update
         self.clock: Callable[[], float] = time.monotonic
@@ -336,8 +337,10 @@ class Trainer:
         scale = self.scaler.get_scale()
         if math.isfinite(gnorm) or self.scaler.is_enabled():
             self.scaler.step(self.optimizer)
+            self.nonfinite_updates = 0
         else:
             logger.warning("non-finite gradient at step %d: update skipped", self.step + 1)
+            self._count_nonfinite()
         self.scaler.update()
         if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
             logger.info("fp16 gradient overflow: update skipped, loss scale now %g", self.scaler.get_scale())
@@ -351,6 +354,17 @@ class Trainer:
             w[key] += value
         w["lr"] = lr
         return stop > 0
+
+    def _count_nonfinite(self) -> None:
+        """An occasional non-finite gradient is skipped; a run of them means the weights or the
+        learning rate are broken, and going on would only burn compute until max_steps."""
+        self.nonfinite_updates += 1
+        if self.nonfinite_updates >= MAX_NONFINITE_UPDATES:
+            first = self.step + 2 - self.nonfinite_updates
+            raise TrainingError(
+                f"training diverged: the {self.nonfinite_updates} updates of steps {first}-{self.step + 1} all had "
+                f"NaN or inf gradients; the checkpoints in {self.model_dir} are left as they were: resume from an "
+                "earlier one (delete the later ones), or lower lr / set clip_norm")
 
     @staticmethod
     def _new_window() -> dict[str, float]:

@@ -19,9 +19,9 @@ import yaml
 from pasero.checkpoints import changed_inputs, load_checkpoint
 from pasero.cli.train import _train_parser, train_main
 from pasero.dictionary import Dictionary
-from pasero.errors import ConfigError
+from pasero.errors import ConfigError, TrainingError
 from pasero.train_config import load_config, parse_cli_values, parse_duration
-from pasero.training import EXIT_INTERRUPTED, Trainer
+from pasero.training import EXIT_INTERRUPTED, MAX_NONFINITE_UPDATES, Trainer
 from train_helpers import VOCAB, make_corpus, write_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -332,3 +332,16 @@ def test_time_budget_is_summed_over_restarts(tmp_path, caplog):
     assert [r["step"] for r in rows(model_dir) if r["type"] == "valid"] == [4, 5, 8, 10]
     # max_steps first: its reason is the one logged
     assert "; max_steps 12 reached); best" in train(None, max_steps=12)
+
+
+def test_training_gives_up_when_every_update_is_non_finite(tmp_path):
+    cfg = load_config(write_config(tmp_path / "train.yaml", {**make_corpus(tmp_path), "max_steps": 1000,
+                                                             "valid_interval": 500}))
+    trainer = Trainer(cfg)
+    trainer.setup()
+    with torch.no_grad():
+        next(trainer.raw_model.parameters()).fill_(float("nan"))  # what a damaged checkpoint would give
+    with pytest.raises(TrainingError, match=f"the {MAX_NONFINITE_UPDATES} updates of steps 1-10 all had NaN"):
+        trainer.train()
+    assert trainer.step == MAX_NONFINITE_UPDATES - 1  # it stopped there, not at max_steps
+    assert not list(Path(cfg.model_dir).glob("checkpoint*.pt"))  # nothing NaN was saved
