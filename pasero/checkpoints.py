@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +29,7 @@ import torch
 from pasero.errors import CheckpointError
 from pasero.files import atomic_path
 from pasero.model import Transformer, TransformerConfig
-from pasero.train_config import RESUMABLE_FIELDS
+from pasero.train_config import BEST_METRICS, RESUMABLE_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -115,25 +117,45 @@ def save_checkpoint(ckpt: dict[str, Any], model_dir: str | os.PathLike, *, step_
 
 
 def _prune(model_dir: Path, keep_last: int, keep_best: int, history: dict[int, float], lower: bool) -> None:
+    """Delete step checkpoints outside the `keep_last` newest and the `keep_best` best. The single best
+    one is always kept: it is also checkpoint_best.pt (a hard link, so keeping it costs no disk) and
+    `pasero-average-checkpoints --best 1` needs its step file."""
     if keep_last <= 0:
         return
     steps = [step for step, _ in step_checkpoints(model_dir)]
     keep = set(steps[-keep_last:])
-    scored = [s for s in steps if s in history]
-    keep |= set(sorted(scored, key=lambda s: history[s] if lower else -history[s])[:keep_best])
+    on_disk = set(steps)
+    keep |= set([s for s in rank_steps(history, lower) if s in on_disk][:max(keep_best, 1)])
     for step, path in step_checkpoints(model_dir):
         if step not in keep:
             path.unlink(missing_ok=True)
 
 
+def rank_steps(history: dict[int, float], lower_is_better: bool) -> list[int]:
+    """Steps best first by their metric; NaN/inf rank last (a diverged validation is never the best)
+    and ties go to the earlier step, as for checkpoint_best.pt (only a strict improvement moves it)."""
+    def key(step: int) -> tuple[bool, float, int]:
+        value = float(history[step])
+        if not math.isfinite(value):
+            return True, 0.0, step
+        return False, value if lower_is_better else -value, step
+    return sorted(history, key=key)
+
+
 # Loading -----------------------------------------------------------------------------------------
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-                    mmap: bool = False) -> dict[str, Any]:
-    """Read a checkpoint with weights_only=True; a missing, truncated or corrupt file is a CheckpointError."""
+                    mmap: bool = False, verify: bool = True) -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True; a missing, truncated or corrupt file is a CheckpointError.
+
+    With `verify` (the default) every member's CRC-32 is checked first: torch.load does not, so a
+    flipped bit in the weights would otherwise be used silently (resume, averaging, decoding).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
+    if verify:
+        verify_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # zip/pickle/unpickler errors all mean: not a usable checkpoint
@@ -143,6 +165,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a pasero checkpoint (no 'model' entry)")
     return ckpt
+
+
+def verify_checkpoint(path: str | os.PathLike) -> None:
+    """Check the CRC-32 of every member of a (zip) checkpoint, reading the file once.
+
+    A damaged file raises the same CheckpointError as a truncated one, naming the damaged member, so
+    that resuming falls back to an older checkpoint. Members stored without a CRC (torch's
+    `compute_crc32=False` writes 0) cannot be checked and are skipped.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0 and info.file_size:
+                    continue
+                try:
+                    with archive.open(info) as member:
+                        while member.read(1 << 22):
+                            pass
+                except (zipfile.BadZipFile, OSError, EOFError) as e:
+                    raise CheckpointError(f"{path}: corrupt or truncated checkpoint (damaged member "
+                                          f"'{info.filename}': {e})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
 
 
 def load_resume_checkpoint(model_dir: str | os.PathLike) -> tuple[dict[str, Any], Path] | None:

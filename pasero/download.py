@@ -14,7 +14,6 @@ file per archive, so only one of them downloads and extracts it.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
@@ -33,10 +32,10 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from pasero import __version__
 from pasero.errors import ChecksumError, ConfigError, DownloadError
+from pasero.files import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -109,24 +108,6 @@ def extraction_dir(archive: Path) -> Path:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return archive.with_name(name[: -len(suffix)])
     return archive.with_name(name + ".d")
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock on `.{name}.lock` beside `path`, held for the block (POSIX flock).
-
-    Where the file system has no locks the block runs unlocked, with a warning.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(f".{path.name}.lock")
-    with open(lock_path, "a") as f:
-        try:
-            import fcntl
-
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        except (ImportError, OSError) as e:
-            logger.warning("cannot lock %s (%s); do not prepare pairs of this corpus concurrently", lock_path, e)
-        yield  # closing the file releases the lock
 
 
 def fetch(url: str, raw_dir: Path, checksum: Checksum | None = None, **options) -> Path:

@@ -41,3 +41,7 @@ class CheckpointError(PaseroError):
 
 class TrainingError(PaseroError):
     """Training cannot go on (e.g. it diverged): the checkpoints on disk are left as they were."""
+
+
+class LockedError(PaseroError):
+    """Another process holds the lock on a file or folder (its holder is in the message)."""

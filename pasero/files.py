@@ -8,12 +8,16 @@ resumed pipeline would mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from pasero.errors import DataError
+from pasero.errors import DataError, LockedError
+
+logger = logging.getLogger(__name__)
 
 
 def temp_beside(path: Path) -> tuple[int, str]:
@@ -61,6 +65,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
+    """Exclusive lock on `.{name}.lock` beside `path`, held for the block (POSIX flock, released by
+    the kernel even after kill -9).
+
+    The lock file names its holder (pid and host), so that with wait=False a refused caller can
+    say who holds it (LockedError). Where the file system has no locks the block runs unlocked,
+    with a warning.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "a+", encoding="utf-8") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.seek(0)
+            raise LockedError(f"{lock_path} is held by {f.read().strip() or 'another process'}") from None
+        except (ImportError, OSError) as e:
+            logger.warning("cannot lock %s (%s): concurrent runs are not prevented", lock_path, e)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield  # closing the file releases the lock
 
 
 def read_lines(path: str | os.PathLike) -> Iterator[str]:

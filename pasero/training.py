@@ -45,8 +45,8 @@ from pasero.batching import BatchIterator, fixed_batches, open_pair, shard, spli
 from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
 from pasero.devices import resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
-from pasero.errors import CheckpointError, DataError, TrainingError
-from pasero.files import atomic_output
+from pasero.errors import CheckpointError, DataError, LockedError, TrainingError
+from pasero.files import atomic_output, file_lock
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
 from pasero.tokenizer import Tokenizer
@@ -74,6 +74,7 @@ class Trainer:
                                         "history": {}}
         self._window = self._new_window()
         self._log_file: logging.FileHandler | None = None
+        self._lock = contextlib.ExitStack()
 
     # Set-up ------------------------------------------------------------------------------------
 
@@ -90,6 +91,8 @@ class Trainer:
         self.amp_dtype = resolve_dtype(cfg.dtype, self.device)
         self.model_config = cfg.model_config()
         self._load_inputs()
+        if self.dist.is_master:
+            self._lock_model_dir()
         resumed = None
         if not self.reset and self.model_dir.is_dir():
             resumed = checkpoints.load_resume_checkpoint(self.model_dir)
@@ -136,6 +139,15 @@ class Trainer:
                     "%d process(es) x %d accumulated batches of %d tokens", cfg.arch, f"{self.num_params:,}",
                     len(self.train_data), self.train_data.num_skipped, len(self.valid_data), self.device,
                     str(self.amp_dtype).replace("torch.", ""), self.dist.world_size, self.accum, cfg.batch_size)
+
+    def _lock_model_dir(self) -> None:
+        """One trainer per model folder: a second one would interleave checkpoints and train.jsonl
+        rows. The lock lives until this process ends (run() releases it)."""
+        try:
+            self._lock.enter_context(file_lock(self.model_dir / "trainer", wait=False))
+        except LockedError as e:
+            raise LockedError(f"{self.model_dir} is being trained by another pasero-train ({e}); wait for it "
+                              "to end or stop it, or use another model_dir") from None
 
     def _load_inputs(self) -> None:
         cfg = self.cfg
@@ -221,6 +233,7 @@ class Trainer:
                 logging.getLogger("pasero").removeHandler(self._log_file)
                 self._log_file.close()
             distributed.cleanup()
+            self._lock.close()
 
     def _open_log(self) -> None:
         """A copy of the log next to the checkpoints: it survives the job and its scheduler's logs."""

@@ -12,6 +12,10 @@
 # patience continues training.
 #
 # With more than one GPU (resources: gpus: N), torchrun starts one training process per GPU.
+#
+# `exec`: the job's process is pasero-train itself, not a shell around it, so that when Snakemake is
+# stopped it waits for pasero-train to finish saving its checkpoint instead of releasing the folder
+# (and its lock) while the save is still going on; pasero-train also refuses to share its folder.
 
 
 rule train:
@@ -37,6 +41,6 @@ rule train:
     conda:
         "../workflow/envs/pasero.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher}pasero-train --data-dir {params.data} --dict {input.dict}"
+        "OMP_NUM_THREADS={threads} exec {params.launcher}pasero-train --data-dir {params.data} --dict {input.dict}"
         " --tokenizer {params.tokenizer} --model-dir {params.dir} {params.langs} {params.options}"
         " --reset-if-changed >> {log} 2>&1"

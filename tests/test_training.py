@@ -345,3 +345,19 @@ def test_training_gives_up_when_every_update_is_non_finite(tmp_path):
         trainer.train()
     assert trainer.step == MAX_NONFINITE_UPDATES - 1  # it stopped there, not at max_steps
     assert not list(Path(cfg.model_dir).glob("checkpoint*.pt"))  # nothing NaN was saved
+
+
+def test_a_second_trainer_on_the_same_model_folder_is_refused(tmp_path, capsys):
+    """While one pasero-train holds the folder (here: this process, set up and not yet training),
+    another exits at once, naming the holder; once the first ends, the folder is free again."""
+    cfg_path = write_config(tmp_path / "train.yaml", {**make_corpus(tmp_path), "max_steps": 2})
+    first = Trainer(load_config(cfg_path))
+    first.setup()
+    try:
+        assert train_main(["-c", str(cfg_path)]) == 2
+        err = capsys.readouterr().err
+        assert "is being trained by another pasero-train" in err and f"pid {os.getpid()} on " in err
+        assert err.count("\n") == 1
+    finally:
+        first._lock.close()
+    assert train_main(["-c", str(cfg_path)]) == 0
