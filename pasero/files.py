@@ -8,6 +8,7 @@ resumed pipeline would mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import socket
@@ -21,7 +22,14 @@ logger = logging.getLogger(__name__)
 
 
 def temp_beside(path: Path) -> tuple[int, str]:
-    """A temporary file next to `path`, with the permissions a plain open() would give."""
+    """A temporary file next to `path`, with the permissions a plain open() would give.
+
+    Temporary files of `path` left by a killed writer (up to a whole checkpoint each) are removed
+    first: one process writes a given output at a time (Snakemake jobs, the locked trainer).
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.????????.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
