@@ -50,9 +50,10 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", encoding: str | None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _name_the_output(e, path)
         raise
 
 
@@ -69,9 +70,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _name_the_output(e, path)
         raise
 
 
@@ -102,6 +104,12 @@ def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         f.flush()
         yield  # closing the file releases the lock
+
+
+def _name_the_output(error: BaseException, path: Path) -> None:
+    """A failed write (disk full) says which output it was writing, not just "No space left"."""
+    if isinstance(error, OSError) and not error.filename:
+        error.filename = str(path)
 
 
 def read_lines(path: str | os.PathLike) -> Iterator[str]:

@@ -22,3 +22,23 @@ def test_a_killed_writer_s_temporary_file_is_removed_by_the_next_write(tmp_path)
         f.write("done\n")
     assert sorted(os.listdir(tmp_path)) == [".other.hyp.abcdefgh.tmp", "test.hyp"]
     assert target.read_text() == "done\n"
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from pasero.cli.score import score_main
+
+    (tmp_path / "hyp").write_text("a b c\n")
+    (tmp_path / "ref").write_text("a b c\n")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    bleu = tmp_path / "bleu.txt"
+    code = score_main(["-H", str(tmp_path / "hyp"), "-r", str(tmp_path / "ref"), "-o", str(bleu)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{bleu}: no space left on device; free some space and rerun" in err
+    assert sorted(os.listdir(tmp_path)) == ["hyp", "ref"]  # no bleu.txt, no temporary file
