@@ -175,6 +175,8 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
     `compute_crc32=False` writes 0) cannot be checked and are skipped.
     """
     path = Path(path)
+    if not zipfile.is_zipfile(path):  # truncated (no zip directory) or torch's legacy format: torch.load decides
+        return
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
@@ -307,25 +309,82 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 def select_checkpoints(model_dir: str | os.PathLike, last: int | None = None, best: int | None = None,
                        metric: str | None = None) -> list[Path]:
-    """The `last` newest step checkpoints, or the `best` ones by their recorded validation metric
-    (default: the run's best_metric)."""
+    """The `last` newest step checkpoints, or the `best` ones by validation metric (default: 1 by the
+    run's best_metric).
+
+    By best_metric the ranking is the run's recorded validation history (in its newest checkpoint),
+    not just the step files still on disk: a best checkpoint deleted by keep_last is an error naming
+    its step, never a silent second best. `--best 1` falls back to checkpoint_best.pt when the step
+    file is gone. By another metric only the step files on disk can be ranked. NaN/inf rank last.
+    """
+    model_dir = Path(model_dir)
     found = step_checkpoints(model_dir)
+    if last:
+        if not found:
+            raise CheckpointError(f"{model_dir}: no checkpoint_{{step}}.pt files")
+        return [p for _, p in found[-last:]]
+    n = best or 1
+    recorded = _recorded_history(model_dir)
+    if recorded is not None and recorded[1] and metric in (None, recorded[0]):
+        return _best_by_history(model_dir, found, recorded[0], recorded[1], n)
     if not found:
         raise CheckpointError(f"{model_dir}: no checkpoint_{{step}}.pt files")
-    if last:
-        return [p for _, p in found[-last:]]
-    scored = []
+    return _best_on_disk(model_dir, found, metric, n)
+
+
+def _recorded_history(model_dir: Path) -> tuple[str, dict[int, float]] | None:
+    """(best_metric, {step: value}) of the newest loadable checkpoint; None when there is none."""
+    candidates = [model_dir / "checkpoint_last.pt"] + [p for _, p in reversed(step_checkpoints(model_dir))]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            ckpt = load_checkpoint(path, mmap=True)
+        except CheckpointError as e:
+            logger.warning("%s; trying an older checkpoint", e)
+            continue
+        name = (ckpt.get("train_config") or {}).get("best_metric", "nll")
+        return name, {int(k): float(v) for k, v in ((ckpt.get("metrics") or {}).get("history") or {}).items()}
+    return None
+
+
+def _best_by_history(model_dir: Path, found: list[tuple[int, Path]], name: str, history: dict[int, float],
+                     n: int) -> list[Path]:
+    on_disk = dict(found)
+    paths, missing = [], []
+    for step in rank_steps(history, BEST_METRICS.get(name, "min") == "min")[:n]:
+        if step in on_disk:
+            paths.append(on_disk[step])
+        elif _holds_step(model_dir / "checkpoint_best.pt", step):
+            paths.append(model_dir / "checkpoint_best.pt")
+        else:
+            missing.append(step)
+    if missing:
+        files = ", ".join(f"checkpoint_{s}.pt" for s in missing)
+        raise CheckpointError(f"{model_dir}: the {n} best checkpoints by {name} include {files}, deleted by "
+                              f"keep_last; train with keep_best: {n} to keep them, or use --last N")
+    return paths
+
+
+def _holds_step(path: Path, step: int) -> bool:
+    if not path.is_file():
+        return False
+    return int(load_checkpoint(path, mmap=True, verify=False).get("step", -1)) == step
+
+
+def _best_on_disk(model_dir: Path, found: list[tuple[int, Path]], metric: str | None, n: int) -> list[Path]:
+    """Rank the step files on disk by the validation metric each one recorded (not verified here: the
+    chosen ones are when they are averaged)."""
+    values, paths, name = {}, dict(found), metric
     for step, path in found:
-        ckpt = load_checkpoint(path, mmap=True)
-        name = metric or ckpt.get("train_config", {}).get("best_metric", "nll")
+        ckpt = load_checkpoint(path, mmap=True, verify=False)
+        name = metric or (ckpt.get("train_config") or {}).get("best_metric", "nll")
         value = (ckpt.get("metrics") or {}).get("valid", {}).get(name)
         if value is not None:
-            scored.append((value, step, path))
-    if not scored:
+            values[step] = float(value)
+    if not values:
         raise CheckpointError(f"{model_dir}: no checkpoint has a recorded validation '{metric or 'best_metric'}'")
-    lower = (metric or name) in ("loss", "nll", "ppl")
-    scored.sort(key=lambda x: (x[0] if lower else -x[0], -x[1]))
-    return [p for _, _, p in scored[:best or 1]]
+    return [paths[s] for s in rank_steps(values, BEST_METRICS.get(name or "nll", "min") == "min")[:n]]
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
@@ -343,6 +402,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
         model = ckpt["model"]
         if sums and set(model) != set(sums):
             raise CheckpointError(f"{path}: parameters differ from {paths[0]}; checkpoints of different models")
+        _check_finite(model, path)
         for name, tensor in model.items():
             if tensor.is_floating_point():
                 sums[name] = sums[name] + tensor.double() if name in sums else tensor.double()
@@ -361,6 +421,14 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
                 sources=[Path(p).name for p in paths])
     out["meta"] = meta
     return out
+
+
+def _check_finite(weights: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Weights of a diverged step would turn the whole average (or model.pt) into NaN: refuse them."""
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: NaN or inf in the weights ({name}); select other checkpoints "
+                                  f"(--best N ranks diverged validations last, or a smaller --last N)")
 
 
 def save_model(ckpt: dict[str, Any], path: str | os.PathLike) -> None:

@@ -61,6 +61,11 @@ TRAINING_ONLY_FIELDS = ("dropout", "attention_dropout", "activation_dropout")
 RUN_FILES = ("checkpoint*.pt", ".checkpoint*.tmp", "train.jsonl", "train.log", "config.yaml", "inference.yaml")
 
 
+def _short(value: float | None) -> str:
+    """A metric for the log; none yet when every validation so far was NaN."""
+    return "none" if value is None else f"{value:.4g}"
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, reset: bool = False, reset_if_changed: bool = False):
         self.cfg, self.reset, self.reset_if_changed = cfg, reset, reset_if_changed
@@ -301,8 +306,8 @@ class Trainer:
         if self.out_of_time:
             logger.info("time budget of %s (max_time) reached at step %d", format_duration(self.cfg.max_time),
                         self.step)
-        logger.info("training finished at step %d (epoch %d; %s); best %s %.4g at step %s", self.step,
-                    self.iterator.epoch, self.stop_reason(), self.cfg.best_metric, self.metrics["best"],
+        logger.info("training finished at step %d (epoch %d; %s); best %s %s at step %s", self.step,
+                    self.iterator.epoch, self.stop_reason(), self.cfg.best_metric, _short(self.metrics["best"]),
                     self.metrics["best_step"])
         return 0
 
@@ -447,7 +452,9 @@ class Trainer:
         metrics = self.validate()
         cfg, m = self.cfg, self.metrics
         value = metrics[cfg.best_metric]
-        improved = m["best"] is None or (value < m["best"] if cfg.best_is_lower() else value > m["best"])
+        # a NaN or inf validation never becomes the best, and a finite one always beats it
+        improved = math.isfinite(value) and (m["best"] is None or not math.isfinite(m["best"]) or (
+            value < m["best"] if cfg.best_is_lower() else value > m["best"]))
         if improved:
             m.update(best=value, best_step=self.step, bad_validations=0)
         else:
@@ -457,8 +464,9 @@ class Trainer:
         row = {"type": "valid", "step": self.step, "epoch": self.iterator.epoch, **metrics,
                "best_metric": cfg.best_metric, "best": m["best"], "best_step": m["best_step"],
                "seconds": time.perf_counter() - start}
-        logger.info("valid | step %d | %s | best %s %.4g (step %d)", self.step,
-                    " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()), cfg.best_metric, m["best"], m["best_step"])
+        logger.info("valid | step %d | %s | best %s %s (step %s)", self.step,
+                    " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()), cfg.best_metric, _short(m["best"]),
+                    m["best_step"])
         self._write_row(row)
         self.save(step_file=True, is_best=improved)
 

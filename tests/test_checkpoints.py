@@ -121,3 +121,89 @@ def test_distributed_environment():
     assert env_info(slurm) == env_info({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
     assert env_info(slurm).rank == 3 and not env_info(slurm).is_master
     assert env_info({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}).world_size == 1
+
+
+def _flip_byte_in_largest_member(path):
+    """Flip one byte in the middle of the largest tensor's data (not a zip header or directory)."""
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    header = info.header_offset
+    name_len, extra_len = int.from_bytes(data[header + 26:header + 28], "little"), \
+        int.from_bytes(data[header + 28:header + 30], "little")
+    offset = header + 30 + name_len + extra_len + info.file_size // 2
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+    return info.filename
+
+
+def test_a_flipped_byte_is_a_corrupt_checkpoint_and_resume_falls_back(run_dir, tmp_path, caplog):
+    model_dir = tmp_path / "model"
+    shutil.copytree(run_dir, model_dir)  # copies: the hard links of checkpoint_last/best are broken
+    (model_dir / "checkpoint_last.pt").unlink()
+    member = _flip_byte_in_largest_member(model_dir / "checkpoint_30.pt")
+    torch.load(model_dir / "checkpoint_30.pt", weights_only=True)  # torch alone does not notice
+    with pytest.raises(CheckpointError) as error:
+        checkpoints.load_checkpoint(model_dir / "checkpoint_30.pt")
+    message = str(error.value)
+    assert "\n" not in message and str(model_dir / "checkpoint_30.pt") in message
+    assert "corrupt or truncated" in message and member in message
+    with caplog.at_level(logging.WARNING):
+        ckpt, path = checkpoints.load_resume_checkpoint(model_dir)
+    assert path.name == "checkpoint_20.pt" and ckpt["step"] == 20 and "checkpoint_30.pt" in caplog.text
+    with pytest.raises(CheckpointError, match="checkpoint_30.pt: corrupt"):
+        checkpoints.average_checkpoints([model_dir / "checkpoint_20.pt", model_dir / "checkpoint_30.pt"])
+
+
+def _save_run(model_dir, metrics, keep_last=2, keep_best=0, weights=None):
+    """A run whose validations gave `metrics` (nll, one per step); weights of step s are all s."""
+    history, best = {}, None
+    for step, value in enumerate(metrics, start=1):
+        history[step] = value
+        improved = best is None or value < best
+        best = value if improved else best
+        w = torch.full((2,), float(step)) if weights is None else weights(step)
+        ckpt = {"model": {"w": w}, "step": step, "meta": {"params": 2}, "train_config": {"best_metric": "nll"},
+                "metrics": {"history": dict(history), "valid": {"nll": value, "step": step}}}
+        checkpoints.save_checkpoint(ckpt, model_dir, keep_last=keep_last, keep_best=keep_best, history=history,
+                                    is_best=improved)
+
+
+def test_nonfinite_metrics_rank_last_and_nonfinite_weights_are_refused(tmp_path, capsys):
+    assert checkpoints.rank_steps({1: float("nan"), 2: 3.0, 3: float("-inf"), 4: 2.0, 5: 2.0}, True) == [4, 5, 2, 1, 3]
+    assert checkpoints.rank_steps({1: float("nan"), 2: 3.0, 3: float("inf"), 4: 2.0}, False)[:2] == [2, 4]
+    def nan_at_3(step):
+        return torch.full((2,), float("nan") if step == 3 else float(step))
+    _save_run(tmp_path, [4.0, float("nan"), float("nan"), 3.0], keep_last=0, weights=nan_at_3)
+    assert [p.name for p in checkpoints.select_checkpoints(tmp_path, best=3)] == \
+        ["checkpoint_4.pt", "checkpoint_1.pt", "checkpoint_2.pt"]
+    out = tmp_path / "model.pt"
+    assert average_main([str(tmp_path), "-o", str(out), "--last", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "checkpoint_3.pt: NaN or inf in the weights (w)" in err and not out.exists()
+
+
+def test_best_selection_follows_the_recorded_history_not_the_files_left(tmp_path, capsys):
+    # the best validation (step 2) is older than the keep_last 2 newest
+    _save_run(tmp_path, [5.0, 1.0, 4.0, 3.0, 6.0], keep_last=2, keep_best=0)
+    assert [s for s, _ in checkpoints.step_checkpoints(tmp_path)] == [2, 4, 5]  # the best step is kept
+    (tmp_path / "checkpoint_2.pt").unlink()  # as older versions pruned it: checkpoint_best.pt remains
+    out = tmp_path / "model.pt"
+    assert average_main([str(tmp_path), "-o", str(out), "--best", "1"]) == 0
+    model = torch.load(out, weights_only=True)
+    assert model["meta"]["steps"] == [2] and torch.equal(model["model"]["w"], torch.full((2,), 2.0))
+    assert average_main([str(tmp_path), "-o", str(out), "--best", "2"]) == 0  # steps 2 (best.pt) and 4
+    model = torch.load(out, weights_only=True)
+    assert model["meta"]["steps"] == [2, 4] and torch.equal(model["model"]["w"], torch.full((2,), 3.0))
+    capsys.readouterr()
+    assert average_main([str(tmp_path), "-o", str(out), "--best", "3"]) == 2  # steps 2, 4, 3
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "checkpoint_2.pt" not in err and "checkpoint_4.pt" not in err
+    assert "the 3 best checkpoints by nll include checkpoint_3.pt, deleted by keep_last; train with keep_best: 3" in err
+
+
+def test_keep_best_keeps_what_best_selection_needs(tmp_path):
+    _save_run(tmp_path, [5.0, 1.0, 4.0, 3.0, 6.0, 7.0, 8.0], keep_last=2, keep_best=2)
+    assert [s for s, _ in checkpoints.step_checkpoints(tmp_path)] == [2, 4, 6, 7]
+    assert [p.name for p in checkpoints.select_checkpoints(tmp_path, best=2)] == ["checkpoint_2.pt", "checkpoint_4.pt"]

@@ -361,3 +361,21 @@ def test_a_second_trainer_on_the_same_model_folder_is_refused(tmp_path, capsys):
     finally:
         first._lock.close()
     assert train_main(["-c", str(cfg_path)]) == 0
+
+
+def test_a_nan_validation_never_becomes_the_best(tmp_path):
+    cfg = load_config(write_config(tmp_path / "train.yaml", make_corpus(tmp_path)))
+    trainer = Trainer(cfg)
+    trainer.setup()
+    try:
+        nan = float("nan")
+        for step, chrf in ((1, nan), (2, 10.0), (3, nan)):
+            trainer.step = step
+            trainer.validate = lambda chrf=chrf: {"loss": 1.0, "nll": 1.0, "ppl": 2.0, "bleu": chrf, "chrf": chrf}
+            trainer.validate_and_save()
+            if step == 1:
+                assert trainer.metrics["best"] is None and trainer.metrics["bad_validations"] == 1
+        assert (trainer.metrics["best"], trainer.metrics["best_step"], trainer.metrics["bad_validations"]) == (10.0, 2, 1)
+        assert load_checkpoint(Path(cfg.model_dir) / "checkpoint_best.pt")["step"] == 2
+    finally:
+        trainer._lock.close()

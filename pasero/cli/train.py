@@ -81,9 +81,12 @@ def average_main(argv: Sequence[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--last", type=int, metavar="N", help="average the N most recent checkpoints")
     group.add_argument("--best", type=int, metavar="N",
-                       help="average the N best checkpoints by their validation metric (default: 1)")
+                       help="average the N best checkpoints by the run's recorded validation history (default: "
+                            "1, checkpoint_best.pt when its step file is gone; NaN/inf rank last); training "
+                            "with keep_best: N keeps their files")
     parser.add_argument("--metric", choices=("loss", "nll", "ppl", "bleu", "chrf"),
-                        help="metric for --best (default: the run's best_metric)")
+                        help="metric for --best (default: the run's best_metric; another metric ranks only the "
+                             "step checkpoints still on disk)")
     args = parser.parse_args(argv)
     setup_logging()
     n = args.last or args.best or 1
