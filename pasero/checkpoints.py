@@ -159,12 +159,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # zip/pickle/unpickler errors all mean: not a usable checkpoint
-        lines = str(e).splitlines() or [""]
-        reason = next((line.strip() for line in lines if "WeightsUnpickler error" in line), lines[0])[:300]
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {reason})") from None
+        raise _load_error(path, e) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a pasero checkpoint (no 'model' entry)")
     return ckpt
+
+
+def _load_error(path: Path, error: Exception) -> CheckpointError:
+    """A file that asks to run code is refused as such, not as "corrupt", and without torch's hint
+    to retry with weights_only=False, which would run that code."""
+    lines = str(error).splitlines() or [""]
+    reason = next((line.strip() for line in lines if "WeightsUnpickler error" in line), lines[0])[:300]
+    if found := re.search(r"GLOBAL ([\w.]+)", str(error)):  # torch names the object it would have loaded
+        return CheckpointError(f"{path}: refused: it asks to load the Python object {found[1]}, which no "
+                               "checkpoint holds (pasero loads only tensors and plain data); it is not a "
+                               "pasero checkpoint or it was tampered with")
+    return CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(error).__name__}: {reason})")
 
 
 def verify_checkpoint(path: str | os.PathLike) -> None:

@@ -207,3 +207,29 @@ def test_keep_best_keeps_what_best_selection_needs(tmp_path):
     _save_run(tmp_path, [5.0, 1.0, 4.0, 3.0, 6.0, 7.0, 8.0], keep_last=2, keep_best=2)
     assert [s for s, _ in checkpoints.step_checkpoints(tmp_path)] == [2, 4, 6, 7]
     assert [p.name for p in checkpoints.select_checkpoints(tmp_path, best=2)] == ["checkpoint_2.pt", "checkpoint_4.pt"]
+
+
+class _RunsCode:
+    """What a malicious checkpoint hides: unpickling it would call os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("touch pwned",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_as_such(tmp_path, monkeypatch):
+    import pytest
+
+    from pasero.checkpoints import load_checkpoint
+    from pasero.errors import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "checkpoint_last.pt"
+    torch.save({"model": {}, "payload": _RunsCode()}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "refused: it asks to load the Python object" in message and "system" in message
+    assert "weights_only=False" not in message and "corrupt" not in message
+    assert not (tmp_path / "pwned").exists()
