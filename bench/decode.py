@@ -21,7 +21,8 @@ import torch
 
 from pasero.dictionary import Dictionary
 from pasero.generator import DecodingOptions, TextGenerator
-from pasero.model import Transformer, build_config
+from pasero.model import Transformer
+from pasero.model_config import build_config
 
 
 def source_sentences(n: int, vocab: int, seed: int = 0) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import glob
 import itertools
 import logging
 import multiprocessing
@@ -250,7 +251,7 @@ def binarize(input_path: str | os.PathLike, output_prefix: str | os.PathLike, di
                 except _BadLine as e:
                     raise _bad_line_error(path, start, e) from None
         else:
-            tmp_dir = tempfile.mkdtemp(prefix=".binarize.", dir=Path(output_prefix).parent)
+            tmp_dir = _parts_dir(Path(output_prefix))
             try:
                 tasks = [(path, a, b, os.path.join(tmp_dir, f"part{i}"), dtype) for i, (a, b) in enumerate(ranges)]
                 results = _map_ranges(_binarize_part, tasks, encoder, workers)
@@ -262,6 +263,16 @@ def binarize(input_path: str | os.PathLike, output_prefix: str | os.PathLike, di
                 shutil.rmtree(tmp_dir, ignore_errors=True)
     stats.seconds = time.perf_counter() - start_time
     return stats
+
+
+def _parts_dir(output_prefix: Path) -> str:
+    """A folder for the workers' parts of one output; the parts of a killed run of the same output
+    are removed first (one job writes a given output at a time; other outputs of the folder may be
+    being written by other jobs, so only this output's leftovers are touched)."""
+    prefix = f".{output_prefix.name}.binarize."
+    for stale in output_prefix.parent.glob(f"{glob.escape(prefix)}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=output_prefix.parent)
 
 
 def count_tokens(paths: Sequence[str | os.PathLike], tokenizer: Tokenizer | None = None,

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from pasero.errors import CheckpointError
-from pasero.files import atomic_path
-from pasero.model import Transformer, TransformerConfig
+from pasero.files import atomic_output, atomic_path
+from pasero.model import Transformer
+from pasero.model_config import TransformerConfig
 from pasero.train_config import BEST_METRICS, RESUMABLE_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # Saving ------------------------------------------------------------------------------------------
 
 def _save(obj: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+    # Through a Python file: a full disk then surfaces as ENOSPC (behind torch's writer error).
+    with atomic_output(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def _link(src: Path, dst: Path) -> None:

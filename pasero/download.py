@@ -14,6 +14,7 @@ file per archive, so only one of them downloads and extracts it.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import http.client
@@ -81,10 +82,14 @@ def verify(path: Path, checksum: Checksum, name: str | None = None) -> None:
     """Raise ChecksumError, naming the file, the expected and the actual sum, on a mismatch."""
     actual = file_digest(path, checksum.algorithm)
     if actual != checksum.hexdigest:
-        raise ChecksumError(
-            f"{name or path}: {checksum.algorithm} mismatch: expected {checksum.hexdigest}, got {actual}; "
-            "the download is corrupt or the checksum in the config is wrong (rerun to download again)"
-        )
+        raise _mismatch(name or str(path), checksum, actual)
+
+
+def _mismatch(name: str, checksum: Checksum, actual: str) -> ChecksumError:
+    return ChecksumError(
+        f"{name}: {checksum.algorithm} mismatch: expected {checksum.hexdigest}, got {actual}; "
+        "the download is corrupt or the checksum in the config is wrong (rerun to download again)"
+    )
 
 
 def local_name(url: str) -> Path:
@@ -144,33 +149,94 @@ def download(
     request; `dest` appears only once complete and verified.
     """
     dest = Path(dest)
-    if dest.exists():
-        if checksum is None:
-            logger.info("using %s (already downloaded, no checksum to verify)", dest)
-            return False
-        try:
-            verify(dest, checksum)
-            logger.info("using %s (already downloaded, %s verified)", dest, checksum.algorithm)
-            return False
-        except ChecksumError as e:
-            logger.warning("%s; downloading it again", e)
-            dest.unlink()
+    if dest.exists() and _still_good(dest, checksum):
+        return False
     if checksum is None:
         logger.warning("no checksum for %s: the download cannot be verified (add one to the config)", url)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     _fetch_with_retries(url, part, retries, backoff, timeout)
-    if checksum is not None:
-        try:
-            verify(part, checksum, name=f"{dest} (from {url})")
-        except ChecksumError:
-            part.unlink()
-            raise
+    try:
+        if checksum is not None:
+            _verify_download(part, dest, checksum, url)
+        else:
+            check_complete(part, f"{url} (saved as {part})")
+    except (ChecksumError, DownloadError):
+        part.unlink()
+        raise
     os.replace(part, dest)
     logger.info("downloaded %s (%d bytes)", dest, dest.stat().st_size)
     if checksum is None:
         logger.info("checksum of %s: sha256:%s (add it to the config to verify it)", dest, file_digest(dest, "sha256"))
     return True
+
+
+def _still_good(dest: Path, checksum: Checksum | None) -> bool:
+    """Whether a file already under the final name can be used. One that fails its checksum is kept
+    until a new download verifies: the checksum in the config may be the one that is wrong."""
+    if checksum is None:
+        try:
+            check_complete(dest, str(dest))
+        except DownloadError as e:
+            logger.warning("%s; deleting it and downloading it again", e)
+            dest.unlink()
+            return False
+        logger.info("using %s (already downloaded, no checksum to verify)", dest)
+        return True
+    try:
+        verify(dest, checksum)
+    except ChecksumError as e:
+        logger.warning("%s; downloading it again", e)
+        return False
+    logger.info("using %s (already downloaded, %s verified)", dest, checksum.algorithm)
+    return True
+
+
+def _verify_download(part: Path, dest: Path, checksum: Checksum, url: str) -> None:
+    """Verify a fresh download; when the file it replaces has the same wrong sum, the server
+    sent the same bytes twice and the checksum in the config is the likely culprit."""
+    actual = file_digest(part, checksum.algorithm)
+    if actual == checksum.hexdigest:
+        return
+    if dest.exists() and file_digest(dest, checksum.algorithm) == actual:
+        raise ChecksumError(
+            f"{dest} (from {url}): downloaded twice with the same {checksum.algorithm} {actual}, but the config "
+            f"expects {checksum.hexdigest}: the checksum in the config is probably wrong (the file is kept; "
+            f"if you trust the source, put {checksum.algorithm}:{actual} in the config)"
+        )
+    raise _mismatch(f"{dest} (from {url})", checksum, actual)
+
+
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<?xml version=\"1.0\"?>\n<!doctype html")
+
+
+def check_complete(path: Path, name: str) -> None:
+    """Without a checksum, what can still be checked: an HTML page saved in place of a file (a login,
+    error or mirror page) and an archive cut short (a stream without Content-Length that stopped)."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith(_HTML_STARTS) and not path.name.lower().endswith((".html", ".htm")):
+        raise DownloadError(f"{name}: the server sent an HTML page, not the file (an error or login page?); "
+                            "check the URL in the config")
+    lowered = path.name.lower().removesuffix(".part")
+    try:
+        if lowered.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+            if bad is not None:
+                raise zipfile.BadZipFile(f"member {bad} is damaged")
+        elif lowered.endswith(ARCHIVE_SUFFIXES):
+            with tarfile.open(path, "r:*") as tar:
+                for _ in tar:  # reads (and decompresses) to the end
+                    pass
+        elif lowered.endswith((".gz", ".bz2", ".xz")):
+            opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[Path(lowered).suffix]
+            with opener(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
+        raise DownloadError(f"{name}: incomplete or damaged ({e or type(e).__name__}); rerun to download it "
+                            "again, and add a checksum to the config to catch this at once") from None
 
 
 class _Transient(Exception):

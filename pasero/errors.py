@@ -6,6 +6,7 @@ Anything else is a bug and keeps its traceback.
 """
 
 import difflib
+import errno
 from typing import Iterable
 
 
@@ -45,3 +46,26 @@ class TrainingError(PaseroError):
 
 class LockedError(PaseroError):
     """Another process holds the lock on a file or folder (its holder is in the message)."""
+
+
+class DiskFullError(PaseroError):
+    """An output could not be written for lack of space (nothing was left under its final name)."""
+
+    def __init__(self, path: object):
+        super().__init__(f"{path}: no space left on device; free some space and rerun "
+                         "(nothing was left half-written under its final name)")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or an error it was raised from) is a full disk. It reaches us as ENOSPC, or
+    from torch.save as a C++ writer error whose text never says so, raised while handling the ENOSPC
+    of the Python file it writes to."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "file write failed" in str(error) or "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

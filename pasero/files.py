@@ -12,11 +12,12 @@ import glob
 import logging
 import os
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from pasero.errors import DataError, LockedError
+from pasero.errors import DataError, DiskFullError, LockedError, is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+class LogFile(logging.FileHandler):
+    """A log file that, when it cannot be written (a full disk), says so once on stderr and
+    carries on, instead of printing a traceback for every further line."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path, encoding="utf-8")
+        self.failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            error = sys.exc_info()[1]
+            reason = "no space left on device" if error is not None and is_disk_full(error) else str(error)
+            print(f"pasero: warning: cannot write to {self.baseFilename} ({reason}); logging to the console only",
+                  file=sys.stderr)
+
+
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
     """Exclusive lock on `.{name}.lock` beside `path`, held for the block (POSIX flock, released by
@@ -107,9 +125,9 @@ def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
 
 
 def _name_the_output(error: BaseException, path: Path) -> None:
-    """A failed write (disk full) says which output it was writing, not just "No space left"."""
-    if isinstance(error, OSError) and not error.filename:
-        error.filename = str(path)
+    """A full disk says which output it was writing, not just "No space left"."""
+    if is_disk_full(error):
+        raise DiskFullError(path) from error
 
 
 def read_lines(path: str | os.PathLike) -> Iterator[str]:

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from pasero.errors import DataError
+from pasero.errors import DataError, DiskFullError, is_disk_full
 from pasero.files import temp_beside
 
 MAGIC = b"MMIDIDX\x00\x00"
@@ -123,7 +123,7 @@ class IndexedDatasetBuilder:
         self._sizes: list[np.ndarray] = []
         Path(self.prefix).parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp_data = temp_beside(data_path(self.prefix))
-        self._tmp_index = self._tmp_data + ".idx"
+        self._tmp_index: str | None = None
         self._file = os.fdopen(fd, "wb")
 
     def add(self, ids: np.ndarray | Sequence[int]) -> None:
@@ -156,8 +156,10 @@ class IndexedDatasetBuilder:
         pointers = np.zeros(len(sizes), dtype=np.int64)
         np.cumsum(sizes[:-1], dtype=np.int64, out=pointers[1:])
         pointers *= self.dtype.itemsize
-        idx, tmp_idx = index_path(self.prefix), self._tmp_index
-        with open(tmp_idx, "wb") as f:
+        idx = index_path(self.prefix)
+        fd, tmp_idx = temp_beside(idx)
+        self._tmp_index = tmp_idx
+        with os.fdopen(fd, "wb") as f:
             f.write(_HEADER.pack(MAGIC, VERSION, DTYPE_CODES[self.dtype], len(sizes)))
             f.write(sizes.astype("<i4").tobytes())
             f.write(pointers.astype("<i8").tobytes())
@@ -171,7 +173,7 @@ class IndexedDatasetBuilder:
     def discard(self) -> None:
         """Drop everything written so far (on error)."""
         self._file.close()
-        for path in (self._tmp_data, self._tmp_index):
+        for path in filter(None, (self._tmp_data, self._tmp_index)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -179,10 +181,18 @@ class IndexedDatasetBuilder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.finalize()
-        else:
-            self.discard()
+        failed_here = False
+        if exc is None:
+            try:
+                self.finalize()
+                return
+            except BaseException as e:
+                exc, failed_here = e, True
+        self.discard()
+        if is_disk_full(exc):
+            raise DiskFullError(f"{self.prefix}.bin/.idx") from exc
+        if failed_here:
+            raise exc
 
 
 def _memmap(path: Path) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Every training option in one dataclass, loaded from YAML and overridden from the command line.
 
 One flat namespace: training fields (below) and model fields (those of
-`pasero.model.TransformerConfig`, which override the chosen `arch`) share the same YAML keys and
+`pasero.model_config.TransformerConfig`, which override the chosen `arch`) share the same YAML keys and
 `--option value` flags, so `--dropout 0.3` or `encoder_layers: 2` work the same way. Values are
 parsed as YAML scalars (`--lr 5e-4`, `--max-epochs null`, `--valid-decode false`), and string values
 may use `{src}`, `{tgt}` and `{pair}`, which are replaced with the language codes, so one config
@@ -29,7 +29,7 @@ import yaml
 
 from pasero.errors import ConfigError, did_you_mean
 from pasero.files import atomic_output
-from pasero.model import ARCHITECTURES, CONFIG_FIELDS, TransformerConfig, build_config
+from pasero.model_config import ARCHITECTURES, CONFIG_FIELDS, TransformerConfig, build_config
 
 BEST_METRICS = {"loss": "min", "nll": "min", "ppl": "min", "bleu": "max", "chrf": "max"}
 CHOICES = {
@@ -79,7 +79,7 @@ class TrainConfig:
     max_target_len: int = _opt(256, "skip training pairs whose target is longer (tokens, eos included)")
     max_len_ratio: float | None = _opt(9.0, "skip training pairs whose length ratio exceeds this (null: off)")
     # Model (any TransformerConfig field may be given too and overrides the architecture)
-    arch: str = _opt("transformer_small", "named architecture (pasero.model.ARCHITECTURES)")
+    arch: str = _opt("transformer_small", "named architecture (pasero.model_config.ARCHITECTURES)")
     # Batching and optimization
     batch_size: int = _opt(4096, "tokens per batch and process, padding included (fairseq --max-tokens)")
     virtual_dp_size: int = _opt(1, "simulated number of GPUs: batches per update = virtual_dp_size, with "
@@ -286,20 +286,39 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
             raise ConfigError(f"{path}: expected a mapping of option: value")
         values.update(_normalize(data, str(path)))
     values.update(_normalize(overrides or {}, "command line"))
+    cfg = _build(values)
+    validate(cfg)
+    return cfg
+
+
+def _build(values: Mapping[str, Any]) -> TrainConfig:
     types = _types()
     values = {k: _coerce(k, v, types[k]) for k, v in values.items()}
     src, tgt = values.get("source_lang"), values.get("target_lang")
     values = {k: _substitute(v, src, tgt) for k, v in values.items()}
     model = {k: values.pop(k) for k in list(values) if k in CONFIG_FIELDS}
-    cfg = TrainConfig(**values, model_overrides=model)
-    validate(cfg)
-    return cfg
+    return TrainConfig(**values, model_overrides=model)
+
+
+def check_settings(settings: Mapping[str, Any], where: str) -> None:
+    """Check the training options of a workflow config as pasero-train will, before any job runs
+    (an `embed_dim` that `heads` does not divide must not wait for the training job to fail)."""
+    values = _normalize(settings, where)
+    try:
+        check_values(_build(values))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def validate(cfg: TrainConfig) -> None:
     for name in ("data_dir", "model_dir", "source_lang", "target_lang"):
         if not getattr(cfg, name):
             raise ConfigError(f"option '{name}' is required (in the config file or as --{name.replace('_', '-')})")
+    check_values(cfg)
+
+
+def check_values(cfg: TrainConfig) -> None:
+    """Types are checked on reading; this checks choices, bounds and how options fit together."""
     for name, choices in CHOICES.items():
         if getattr(cfg, name) not in choices:
             raise ConfigError(f"option '{name}' must be one of {', '.join(choices)}; got '{getattr(cfg, name)}'")

@@ -46,7 +46,7 @@ from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
 from pasero.devices import resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
 from pasero.errors import CheckpointError, DataError, LockedError, TrainingError
-from pasero.files import atomic_output, file_lock
+from pasero.files import LogFile, atomic_output, file_lock
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
 from pasero.tokenizer import Tokenizer
@@ -78,7 +78,7 @@ class Trainer:
         self.metrics: dict[str, Any] = {"valid": {}, "best": None, "best_step": None, "bad_validations": 0,
                                         "history": {}}
         self._window = self._new_window()
-        self._log_file: logging.FileHandler | None = None
+        self._log_file: LogFile | None = None
         self._lock = contextlib.ExitStack()
 
     # Set-up ------------------------------------------------------------------------------------
@@ -116,6 +116,8 @@ class Trainer:
         if init:
             checkpoints.check_dictionary(init[0], self.dictionary.symbols, init[1], self.dict_path)
             self._check_model_config(*init)
+        else:
+            logger.info("starting a new training in %s", self.model_dir)
         torch.manual_seed(cfg.seed)
         model = Transformer(self.model_config, len(self.dictionary), len(self.dictionary))
         if init:
@@ -244,7 +246,7 @@ class Trainer:
         """A copy of the log next to the checkpoints: it survives the job and its scheduler's logs."""
         if self.dist.is_master:
             self.model_dir.mkdir(parents=True, exist_ok=True)
-            self._log_file = logging.FileHandler(self.model_dir / "train.log", encoding="utf-8")
+            self._log_file = LogFile(self.model_dir / "train.log")
             self._log_file.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
             logging.getLogger("pasero").addHandler(self._log_file)
 

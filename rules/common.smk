@@ -13,6 +13,9 @@ import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from pasero import train_config
+from pasero.errors import ConfigError
+
 SCHEMA = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
 
 
@@ -53,6 +56,14 @@ class StrictLoader(yaml.SafeLoader):
                 )
             seen[key_node.value] = line
         return super().construct_mapping(node, deep)
+
+
+def check_train_settings(settings, where):
+    """What the schema cannot say (an embed_dim that heads does not divide): pasero-train's own checks."""
+    try:
+        train_config.check_settings(settings, f"config/config.yaml, {where}")
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None
 
 
 def check_config_file(path):
@@ -132,7 +143,9 @@ def experiment(corpus, name):
         pairs.get(name) if variant else None,
     ):
         settings = merge(settings, layer)
-    check(settings, f"corpora/{corpus}/pairs/{name} (resolved settings)/", "settings")
+    where = f"corpora/{corpus}/pairs/{name} (resolved settings)/"
+    check(settings, where, "settings")
+    check_train_settings(settings["train"], f"{where}train")
     src, tgt = pair.split("-")
     return dict(
         corpus=corpus,
@@ -156,7 +169,9 @@ def check_experiments():
     for corpus, name in experiments():
         experiment(corpus, name)
     for variant, overrides in config["variants"].items():
-        check(merge(config["defaults"], overrides), f"variants/{variant}/", "settings")
+        settings = merge(config["defaults"], overrides)
+        check(settings, f"variants/{variant}/", "settings")
+        check_train_settings(settings["train"], f"variants/{variant}/train")
 
 
 # Paths and options -----------------------------------------------------------------------------

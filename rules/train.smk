@@ -16,6 +16,9 @@
 # `exec`: the job's process is pasero-train itself, not a shell around it, so that when Snakemake is
 # stopped it waits for pasero-train to finish saving its checkpoint instead of releasing the folder
 # (and its lock) while the save is still going on; pasero-train also refuses to share its folder.
+#
+# Snakemake empties a job's log before each run, so logs/train.log holds the last run's output;
+# pasero-train appends every run (first start, resumptions, restarts) to train/train.log.
 
 
 rule train:
@@ -43,4 +46,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} exec {params.launcher}pasero-train --data-dir {params.data} --dict {input.dict}"
         " --tokenizer {params.tokenizer} --model-dir {params.dir} {params.langs} {params.options}"
-        " --reset-if-changed >> {log} 2>&1"
+        " --reset-if-changed > {log} 2>&1"

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pasero.model import Transformer, build_config
+from pasero.model import Transformer
+from pasero.model_config import build_config
 from pasero.search import EOS, PAD, collate_source
 
 FIRST_WORD = 4  # after <s> <pad> </s> <unk>

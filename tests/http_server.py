@@ -4,7 +4,8 @@ Tests put files in `server.files` (URL path -> bytes) and read `server.requests`
 per request: path, range header, status) to see what the client did. With
 `server.cut_first` set, the first request of each file sends its headers with the full
 length but only half of the body, then closes the socket: the dropped connection a
-resumable download must survive.
+resumable download must survive. With `length` unset, no Content-Length is sent: a cut body then
+looks complete to the client.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(body)))
+        if owner.length:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         if owner.cut_first and first:
@@ -67,12 +69,13 @@ class _Handler(BaseHTTPRequestHandler):
 class FileServer:
     """Serve in-memory files over HTTP from a background thread; `close()` stops it."""
 
-    def __init__(self, ranges: bool = True, cut_first: bool = False):
+    def __init__(self, ranges: bool = True, cut_first: bool = False, length: bool = True):
         self.files: dict[str, bytes] = {}
         self.requests: list[dict] = []
         self.served: set[str] = set()
         self.ranges = ranges
         self.cut_first = cut_first
+        self.length = length  # False: no Content-Length, the body ends when the connection closes
         self.lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True

@@ -61,6 +61,23 @@ def test_parallel_binarization_equals_sequential_and_per_line_encoding(setup, tm
     assert three.tokens == ds.num_tokens and three.unknown == 0
 
 
+def test_leftovers_of_a_killed_binarization_are_removed_by_the_next_one(setup, tmp_path):
+    """kill -9 leaves the workers' parts and the temporary .bin/.idx; the rerun of that output
+    removes them, and leaves alone those of another output being written beside it."""
+    tmp, tokenizer, corpus, dictionary = setup
+    own = [tmp_path / ".train.de.binarize.x1y2z3ab", tmp_path / ".train.de.bin.abcd1234.tmp",
+           tmp_path / ".train.de.idx.abcd1234.tmp"]
+    other = [tmp_path / ".train.en.binarize.x1y2z3ab", tmp_path / ".train.en.bin.abcd1234.tmp"]
+    for path in own[:1] + other[:1]:
+        path.mkdir()
+        (path / "part0.bin").write_bytes(b"\0" * 1000)
+    for path in own[1:] + other[1:]:
+        path.write_bytes(b"\0" * 1000)
+    binarize(corpus, tmp_path / "train.de", dictionary, tokenizer, workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["train.de.bin", "train.de.idx"] + [p.name for p in other])
+
+
 def test_pretokenized_text_and_unknown_rate(setup, tmp_path, caplog):
     tmp, tokenizer, corpus, dictionary = setup
     (tmp_path / "tok.txt").write_text("▁the ▁cat\n\n▁the ▁zzz_unknown\n", encoding="utf-8")

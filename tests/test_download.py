@@ -106,6 +106,50 @@ def test_verified_file_is_reused_and_corrupt_one_replaced(server, tmp_path):
     assert dest.read_bytes() == data
 
 
+def test_a_checksum_typo_keeps_the_verified_archive(server, tmp_path):
+    data = payload(5000)
+    url = server.add("/f.tgz", data)
+    dest = tmp_path / "f.tgz"
+    download(url, dest, sha256(data), **FAST)
+    typo = Checksum("sha256", "0" + sha256(data).hexdigest[1:])
+    with pytest.raises(ChecksumError) as e:
+        download(url, dest, typo, **FAST)
+    assert "the checksum in the config is probably wrong" in str(e.value)
+    assert f"sha256:{sha256(data).hexdigest}" in str(e.value)
+    assert dest.read_bytes() == data and not (tmp_path / "f.tgz.part").exists()
+
+
+def test_without_a_checksum_an_html_page_never_gets_the_archive_name(server, tmp_path):
+    url = server.add("/corpus.tgz", b"\n<!DOCTYPE html>\n<html><body>Please log in</body></html>\n")
+    dest = tmp_path / "corpus.tgz"
+    with pytest.raises(DownloadError, match="the server sent an HTML page, not the file"):
+        download(url, dest, **FAST)
+    assert not dest.exists() and not (tmp_path / "corpus.tgz.part").exists()
+
+
+def test_without_a_checksum_a_cut_stream_is_caught_and_the_rerun_completes(tmp_path, caplog):
+    """No Content-Length and a connection closed half-way: the archive is read to its end before it
+    gets its name, and its sha256 is logged only once it is known complete."""
+    caplog.set_level("INFO", logger="pasero.download")
+    data = make_tar([file_member(f"f{i}.txt", os.urandom(20_000)) for i in range(10)])
+    server = FileServer(cut_first=True, length=False)
+    try:
+        url = server.add("/corpus.tar.gz", data)
+        dest = tmp_path / "corpus.tar.gz"
+        with pytest.raises(DownloadError, match="incomplete or damaged") as e:
+            download(url, dest, **FAST)
+        assert "\n" not in str(e.value) and "checksum of" not in caplog.text
+        assert not dest.exists() and not (tmp_path / "corpus.tar.gz.part").exists()
+        assert download(url, dest, **FAST) is True
+        assert dest.read_bytes() == data
+        assert f"sha256:{hashlib.sha256(data).hexdigest()}" in caplog.text
+        dest.write_bytes(data[: len(data) // 2])  # truncated by a full disk, say: replaced on the next run
+        assert download(url, dest, **FAST) is True
+        assert dest.read_bytes() == data
+    finally:
+        server.close()
+
+
 def test_http_error_and_unreachable_host_are_one_line_errors(server, tmp_path):
     with pytest.raises(DownloadError, match="HTTP 404"):
         download(server.add("/x", b"x").replace("/x", "/missing"), tmp_path / "m", **FAST)

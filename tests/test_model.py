@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from pasero.errors import ConfigError
-from pasero.model import Transformer, build_config
+from pasero.model import Transformer
+from pasero.model_config import build_config
 
 
 @pytest.fixture(params=[False, True], ids=["post-ln", "pre-ln"])

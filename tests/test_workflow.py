@@ -221,6 +221,8 @@ def test_killing_snakemake_during_training_then_rerunning_continues_training(cop
     snakemake(path, str(EXP / "train" / "done"))
     assert resumed_step(path) >= 20
     assert "training finished at step 40" in (path / EXP / "logs" / "train.log").read_text()
+    history = (path / EXP / "train" / "train.log").read_text()  # every run, the killed ones too
+    assert history.count("starting a new training") == 1 and history.count("resumed from") == 2
 
 
 # Dry runs and errors: no training, no network --------------------------------------------------
@@ -304,6 +306,19 @@ def test_a_wrong_type_is_an_error_before_any_job(tmp_path):
     result = snakemake(path, ok=False)
     assert "corpora/toy/pairs/de-en (resolved settings)/decode/beam_size: 'five' is not of type 'integer'" in \
         result.output
+    assert not (path / "results").exists()
+
+
+def test_model_dimensions_that_do_not_fit_are_an_error_before_any_job(tmp_path):
+    path = workspace(tmp_path)
+    edit_config(path, lambda c: c["defaults"]["train"].update(embed_dim=100, heads=8))
+    result = snakemake(path, "-n", ok=False)
+    assert "config/config.yaml, corpora/toy/pairs/de-en (resolved settings)/train: embed_dim (100) must be a " \
+           "multiple of heads (8)" in result.output
+    edit_config(path, lambda c: c["defaults"]["train"].update(embed_dim=128, heads=4))
+    edit_config(path, lambda c: c.setdefault("variants", {}).update(odd={"train": {"heads": 3}}))
+    result = snakemake(path, "-n", ok=False)
+    assert "variants/odd/train: embed_dim (128) must be a multiple of heads (3)" in result.output
     assert not (path / "results").exists()
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
 import sys
 from typing import Callable, Sequence
 
-from pasero.errors import PaseroError
+from pasero.errors import DiskFullError, PaseroError, is_disk_full
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -20,13 +19,6 @@ def setup_logging(verbose: bool = False) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
-
-
-def disk_full(error: BaseException) -> bool:
-    """A full disk reaches us as ENOSPC, or from torch.save as a C++ writer error that never says so."""
-    if isinstance(error, OSError):
-        return error.errno in (errno.ENOSPC, errno.EDQUOT)
-    return "file write failed" in str(error) or "No space left on device" in str(error)
 
 
 def command(func: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
@@ -50,12 +42,10 @@ def command(func: Callable[[Sequence[str] | None], int | None]) -> Callable[[Seq
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             code = 130
-        except (OSError, RuntimeError) as e:
-            if not disk_full(e) or os.environ.get("PASERO_DEBUG"):
+        except (OSError, RuntimeError) as e:  # a full disk outside the outputs (a log, a cache)
+            if not is_disk_full(e) or os.environ.get("PASERO_DEBUG"):
                 raise
-            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-            print(f"{prog}: error: {where}no space left on device; free some space and rerun "
-                  "(nothing was left half-written under its final name)", file=sys.stderr)
+            print(f"{prog}: error: {DiskFullError(getattr(e, 'filename', None) or 'a file')}", file=sys.stderr)
             code = 2
         return code or 0
 
