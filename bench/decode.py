@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from pasero.dictionary import Dictionary
-from pasero.generator import DecodingOptions, TextGenerator
+from pasero.generator import TextGenerator
 from pasero.model import Transformer
 from pasero.model_config import build_config
+from pasero.search_options import DTYPES, SearchOptions
 
 
 def source_sentences(n: int, vocab: int, seed: int = 0) -> list[np.ndarray]:
@@ -36,20 +37,19 @@ def build_generator(device: str, dtype: torch.dtype, vocab: int) -> TextGenerato
     cfg = build_config("transformer_small", dropout=0.0, shared_embeddings=True)
     model = Transformer(cfg, vocab, vocab).to(device=device, dtype=dtype).eval()
     dictionary = Dictionary.from_symbols([f"w{i}" for i in range(vocab - 4)])
-    return TextGenerator(model, dictionary, None, DecodingOptions())  # no tokenizer: ids in, pieces out
+    return TextGenerator(model, dictionary, None, SearchOptions())  # no tokenizer: ids in, pieces out
 
 
 def bench(generator: TextGenerator, sentences: list[np.ndarray], beam: int,
           batch_size: int) -> tuple[float, float, float]:
     """Sentences/s, target tokens/s (eos included) and the process's CPU seconds (a shared machine
     slows the wall clock down, not the CPU time)."""
-    opts = generator.options.update(beam_size=beam, batch_size=batch_size, max_len_a=1.0, max_len_b=0,
-                                    min_len=10_000)
-    generator.decode_ids(sentences[:8], opts)  # warm-up
+    opts = SearchOptions(beam_size=beam, max_len_a=1.0, max_len_b=0, min_len=10_000)
+    generator.decode_ids(sentences[:8], opts, batch_size=batch_size)  # warm-up
     if generator.device.type == "cuda":
         torch.cuda.synchronize()
     start, cpu = time.perf_counter(), time.process_time()
-    results = generator.decode_ids(sentences, opts)
+    results = generator.decode_ids(sentences, opts, batch_size=batch_size)
     if generator.device.type == "cuda":
         torch.cuda.synchronize()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="source tokens per batch")
     parser.add_argument("--beams", type=int, nargs="+", default=[5, 1])
     parser.add_argument("--vocab", type=int, default=10_000)
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--dtype", default="auto", choices=DTYPES)
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:

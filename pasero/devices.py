@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from pasero.errors import ConfigError
+from pasero.search_options import DTYPES
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,44 +24,13 @@ from pasero import checkpoints, search
 from pasero.batching import make_batches
 from pasero.devices import resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
-from pasero.errors import CheckpointError, ConfigError, did_you_mean
+from pasero.errors import CheckpointError, ConfigError
 from pasero.model import Transformer
+from pasero.options import updated
+from pasero.search_options import DecodeOptions, SearchOptions
 from pasero.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DecodingOptions:
-    """How to search; the defaults are overridden by the model's, then by the caller's."""
-
-    beam_size: int = 5
-    nbest: int = 1
-    len_penalty: float = 1.0
-    max_len_a: float = 1.2
-    max_len_b: int = 10
-    min_len: int = 1
-    sampling: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
-    batch_size: int = 4096  # source tokens per batch (padding included)
-
-    def update(self, **options: Any) -> "DecodingOptions":
-        """A copy with `options` (None values ignored); unknown names are errors with suggestions."""
-        fields = [f.name for f in dataclasses.fields(self)]
-        for name in options:
-            if name not in fields:
-                hint = did_you_mean(name, fields)
-                raise ConfigError(f"unknown decoding option '{name}'" + (f" ({hint})" if hint else ""))
-        updated = dataclasses.replace(self, **{k: v for k, v in options.items() if v is not None})
-        if updated.batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive number of tokens, got {updated.batch_size}")
-        return updated
-
-    def search_options(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "batch_size"}
 
 
 def model_defaults(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -89,11 +57,12 @@ def check_finite(model: torch.nn.Module, path: Path) -> None:
 
 class TextGenerator:
     def __init__(self, model: Transformer, dictionary: Dictionary, tokenizer: Tokenizer | None,
-                 options: DecodingOptions, path: Path | None = None, inference: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None):
+                 options: SearchOptions, path: Path | None = None, inference: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None, batch_size: int = DecodeOptions.batch_size):
         """Prefer `build`; `inference` holds the model's language codes and BLEU tokenization,
-        `meta` its provenance (training steps, time...)."""
+        `meta` its provenance (training steps, time...); `batch_size` counts source tokens."""
         self.model, self.dictionary, self.tokenizer, self.options = model, dictionary, tokenizer, options
+        self.batch_size = batch_size
         self.path, self._meta = path, dict(meta or {})
         self.device = next(model.parameters()).device
         inference = inference or {}
@@ -104,10 +73,11 @@ class TextGenerator:
                            if tokenizer is not None else None)
 
     @classmethod
-    def build(cls, path: str | Path, device: str = "auto", dtype: str = "auto", **options: Any) -> "TextGenerator":
+    def build(cls, path: str | Path, device: str = "auto", dtype: str = "auto", batch_size: int | None = None,
+              **options: Any) -> "TextGenerator":
         """Load a model file or folder (model.pt, else checkpoint_best.pt, else checkpoint_last.pt).
 
-        `options` override the model's decoding defaults (see DecodingOptions).
+        `options` (SearchOptions fields) override the model's decoding defaults.
         """
         torch_device = resolve_device(device)
         path = checkpoints.resolve_model_path(path)
@@ -123,10 +93,13 @@ class TextGenerator:
                                   f"({model.tgt_embed.num_embeddings})")
         tokenizer = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
         inference = model_defaults(ckpt, path)
-        decoding = DecodingOptions().update(**{k: v for k, v in inference.items()
-                                               if k in DecodingOptions.__dataclass_fields__}).update(**options)
+        defaults = {k: v for k, v in inference.items() if k in SearchOptions.__dataclass_fields__}
+        search_options = updated(updated(SearchOptions(), f"{path} (inference settings)", **defaults),
+                                 "decoding options", **options)
+        batch_size = updated(DecodeOptions(), "decoding options", batch_size=batch_size).batch_size
         meta = {**(ckpt.get("meta") or {}), **({"step": ckpt["step"]} if "step" in ckpt else {})}
-        return cls(model, dictionary, tokenizer, decoding, path, inference, meta)  # the rest of ckpt is freed
+        return cls(model, dictionary, tokenizer, search_options, path, inference, meta,  # the rest of ckpt is freed
+                   batch_size)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -165,28 +138,28 @@ class TextGenerator:
     # Decoding ----------------------------------------------------------------------------------
 
     def decode(self, *sentences: str | Sequence[str], return_scores: bool = False, return_attention: bool = False,
-               **options: Any) -> list[list[dict[str, Any]]]:
+               batch_size: int | None = None, **options: Any) -> list[list[dict[str, Any]]]:
         """Translate `sentences` (strings, or one list of them); per input, its n-best list of dicts:
         tokens (pieces), detok (text), score (sum of log-probs), normalized_score (what the search
         ranks by) and, on request, positional_scores (per token, eos included) and attention
         (target x source tensor, eos included)."""
         if len(sentences) == 1 and not isinstance(sentences[0], str):
             sentences = tuple(sentences[0])
-        opts = self.options.update(**options)
-        return self.decode_ids(self.encode(sentences), opts, return_scores, return_attention)
+        opts = updated(self.options, "decoding options", **options)
+        return self.decode_ids(self.encode(sentences), opts, return_scores, return_attention, batch_size)
 
-    def decode_ids(self, encoded: Sequence[np.ndarray], opts: DecodingOptions | None = None,
-                   return_scores: bool = False, return_attention: bool = False) -> list[list[dict[str, Any]]]:
+    def decode_ids(self, encoded: Sequence[np.ndarray], opts: SearchOptions | None = None,
+                   return_scores: bool = False, return_attention: bool = False,
+                   batch_size: int | None = None) -> list[list[dict[str, Any]]]:
         opts = opts or self.options
         sizes = np.array([len(ids) for ids in encoded], dtype=np.int64)
         order = np.argsort(sizes, kind="stable")
         results: list[list[dict[str, Any]]] = [[] for _ in encoded]
-        search_opts = opts.search_options()
-        for n, batch in enumerate(make_batches(order, sizes, sizes, opts.batch_size)):
+        for n, batch in enumerate(make_batches(order, sizes, sizes, batch_size or self.batch_size)):
             src = search.collate_source([encoded[i] for i in batch], self.dictionary.pad_idx).to(self.device)
-            if opts.seed is not None:
-                search_opts["seed"] = opts.seed + n  # repeatable, yet different random draws per batch
-            hyps = search.generate(self.model, src, need_attention=return_attention, **search_opts)
+            # a seed makes sampling repeatable, yet with different random draws per batch
+            batch_opts = opts if opts.seed is None else dataclasses.replace(opts, seed=opts.seed + n)
+            hyps = search.generate(self.model, src, batch_opts, need_attention=return_attention)
             for i, nbest in zip(batch.tolist(), hyps):
                 results[i] = [self._to_dict(h, return_scores, return_attention) for h in nbest]
         return results

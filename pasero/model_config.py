@@ -11,24 +11,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from pasero.errors import ConfigError, did_you_mean
+from pasero.options import check_values, option
 
 
 @dataclass
 class TransformerConfig:
-    embed_dim: int = 512
-    ffn_dim: int = 2048
-    encoder_layers: int = 6
-    decoder_layers: int = 6
-    heads: int = 8
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    activation: str = "relu"
-    normalize_before: bool = False  # pre-LN when True (more stable for deep models)
-    shared_embeddings: bool = False  # one embedding matrix for source and target (joint vocabulary)
-    tied_output: bool = True  # output projection = target embedding matrix
-    max_positions: int = 1024
-    scale_embedding: bool = True  # multiply embeddings by sqrt(embed_dim)
+    """The model's hyper-parameters; defaults are transformer_base's (see ARCHITECTURES)."""
+
+    embed_dim: int = option(512, "model (embedding) dimension", gt=0)
+    ffn_dim: int = option(2048, "hidden dimension of the feed-forward layers", gt=0)
+    encoder_layers: int = option(6, "encoder layers", gt=0)
+    decoder_layers: int = option(6, "decoder layers", gt=0)
+    heads: int = option(8, "attention heads (must divide embed_dim)", gt=0)
+    dropout: float = option(0.1, "dropout of the residual connections and embeddings", min=0, lt=1)
+    attention_dropout: float = option(0.0, "dropout of the attention probabilities", min=0, lt=1)
+    activation_dropout: float = option(0.0, "dropout after the feed-forward activation", min=0, lt=1)
+    activation: str = option("relu", "feed-forward activation", choices=("relu", "gelu"))
+    normalize_before: bool = option(False, "pre-LN instead of post-LN (more stable for deep models)")
+    shared_embeddings: bool = option(False, "one embedding matrix for source and target (joint dictionary)")
+    tied_output: bool = option(True, "output projection = target embedding matrix")
+    max_positions: int = option(1024, "longest sentence the position table covers (tokens)", gt=0)
+    scale_embedding: bool = option(True, "multiply embeddings by sqrt(embed_dim)")
 
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -41,6 +44,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
                             dropout=0.3),
 }
 
+DEFAULT_ARCH = "transformer_small"
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TransformerConfig))
 
 
@@ -53,12 +57,7 @@ def build_config(arch: str, **overrides: Any) -> TransformerConfig:
             hint = did_you_mean(key, CONFIG_FIELDS)
             raise ConfigError(f"unknown model option '{key}'" + (f" ({hint})" if hint else ""))
     cfg = TransformerConfig(**{**ARCHITECTURES[arch], **overrides})
-    for name in ("dropout", "attention_dropout", "activation_dropout"):
-        if not 0 <= getattr(cfg, name) < 1:
-            raise ConfigError(f"option '{name}' must be in [0, 1); got {getattr(cfg, name)}")
-    for name in ("embed_dim", "ffn_dim", "encoder_layers", "decoder_layers", "heads", "max_positions"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"option '{name}' must be positive; got {getattr(cfg, name)}")
+    check_values(cfg)
     if cfg.embed_dim % cfg.heads:
         raise ConfigError(f"embed_dim ({cfg.embed_dim}) must be a multiple of heads ({cfg.heads})")
     return cfg

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from pasero.errors import ConfigError
+from pasero.options import check_values
+from pasero.search_options import SearchOptions
 
 if TYPE_CHECKING:
     from pasero.model import Transformer
@@ -84,26 +86,28 @@ def constrain(lprobs: Tensor, step: int, min_len: int, force_eos: Tensor | None)
     return lprobs
 
 
-def _check(src_tokens: Tensor, min_len: int) -> None:
+def _check(src_tokens: Tensor, options: SearchOptions | None) -> SearchOptions:
+    """The options (the defaults when None), checked, for a (B, S) batch."""
     if src_tokens.dim() != 2:
         raise ValueError(f"src_tokens must be (batch, length), got shape {tuple(src_tokens.shape)}")
-    if min_len < 0:
-        raise ConfigError(f"min_len must be >= 0, got {min_len}")
+    options = options or SearchOptions()
+    check_values(options)
+    return options
 
 
-def beam_search(model: Transformer, src_tokens: Tensor, beam_size: int = 5, max_len_a: float = 1.2, max_len_b: int = 10,
-                min_len: int = 1, len_penalty: float = 1.0, nbest: int = 1,
+def beam_search(model: Transformer, src_tokens: Tensor, options: SearchOptions | None = None,
                 need_attention: bool = False) -> list[list[Hypothesis]]:
     """The `nbest` best hypotheses of each source sentence (right-padded (B, S) token ids), best first."""
-    _check(src_tokens, min_len)
-    if beam_size < 1 or not 1 <= nbest <= beam_size:
-        raise ConfigError(f"need 1 <= nbest ({nbest}) <= beam_size ({beam_size})")
-    bsz, k = src_tokens.size(0), beam_size
+    options = _check(src_tokens, options)
+    if options.nbest > options.beam_size:
+        raise ConfigError(f"nbest ({options.nbest}) must not exceed beam_size ({options.beam_size})")
+    bsz, k = src_tokens.size(0), options.beam_size
+    min_len, len_penalty = options.min_len, options.len_penalty
     if bsz == 0:
         return []
     device = src_tokens.device
     with eval_mode(model):
-        max_lens = max_lengths(model, src_tokens, max_len_a, max_len_b)
+        max_lens = max_lengths(model, src_tokens, options.max_len_a, options.max_len_b)
         steps = int(max_lens.max()) + 1
         encoder_out = model.encode(src_tokens)
         cache = model.init_cache(encoder_out, steps)
@@ -168,7 +172,7 @@ def beam_search(model: Transformer, src_tokens: Tensor, beam_size: int = 5, max_
             if attn is not None:
                 attn = attn.index_select(0, rows)
             prev = new_tokens.view(-1)
-        return fin.results(src_tokens.ne(model.padding_idx).sum(1), nbest)
+        return fin.results(src_tokens.ne(model.padding_idx).sum(1), options.nbest)
 
 
 class _Finished:
@@ -221,30 +225,28 @@ class _Finished:
         return out
 
 
-def greedy_search(model: Transformer, src_tokens: Tensor, max_len_a: float = 1.2, max_len_b: int = 10, min_len: int = 1,
-                  len_penalty: float = 1.0, need_attention: bool = False) -> list[list[Hypothesis]]:
-    """The most probable next token at every step: beam search with one beam, without its bookkeeping."""
-    return _sequential(model, src_tokens, 1, _argmax, 1.0, max_len_a, max_len_b, min_len, len_penalty,
-                       need_attention)
+def greedy_search(model: Transformer, src_tokens: Tensor, options: SearchOptions | None = None,
+                  need_attention: bool = False) -> list[list[Hypothesis]]:
+    """The most probable next token at every step: beam search with one beam, without its bookkeeping
+    (beam_size, nbest and the sampling options are not used)."""
+    return _sequential(model, src_tokens, 1, _argmax, 1.0, options or SearchOptions(), need_attention)
 
 
-def sample(model: Transformer, src_tokens: Tensor, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
-           top_p: float = 1.0, seed: int | None = None, max_len_a: float = 1.2, max_len_b: int = 10,
-           min_len: int = 1, len_penalty: float = 1.0, need_attention: bool = False) -> list[list[Hypothesis]]:
-    """`num_samples` independent samples per sentence, best normalized score first.
+def sample(model: Transformer, src_tokens: Tensor, options: SearchOptions | None = None,
+           need_attention: bool = False) -> list[list[Hypothesis]]:
+    """`options.nbest` independent samples per sentence, best normalized score first.
 
     Tokens are drawn from softmax(logits / temperature), restricted to the `top_k` most probable
     tokens (0: all) and to the smallest set whose probability reaches `top_p` (nucleus sampling).
     Scores are log-probabilities under softmax(logits / temperature). A `seed` makes it repeatable.
     """
-    if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1 or num_samples < 1:
-        raise ConfigError(f"sampling needs temperature > 0, top_k >= 0, 0 < top_p <= 1 and num_samples >= 1 "
-                          f"(got {temperature}, {top_k}, {top_p}, {num_samples})")
+    options = _check(src_tokens, options)
+    top_k, top_p = options.top_k, options.top_p
     generator = torch.Generator(device=src_tokens.device)
-    if seed is None:
+    if options.seed is None:
         generator.seed()
     else:
-        generator.manual_seed(seed)
+        generator.manual_seed(options.seed)
 
     def choose(lprobs: Tensor) -> Tensor:
         if top_k:
@@ -257,24 +259,24 @@ def sample(model: Transformer, src_tokens: Tensor, num_samples: int = 1, tempera
             lprobs = lprobs.scatter(1, sorted_idx, sorted_lprobs.masked_fill(outside, NEG_INF))
         return torch.multinomial(lprobs.exp(), 1, generator=generator).squeeze(1)
 
-    return _sequential(model, src_tokens, num_samples, choose, temperature, max_len_a, max_len_b, min_len,
-                       len_penalty, need_attention)
+    return _sequential(model, src_tokens, options.nbest, choose, options.temperature, options, need_attention)
 
 
 def _argmax(lprobs: Tensor) -> Tensor:
     return lprobs.argmax(dim=1)
 
 
-def _sequential(model: Transformer, src_tokens: Tensor, copies: int, choose, temperature: float, max_len_a: float,
-                max_len_b: int, min_len: int, len_penalty: float, need_attention: bool) -> list[list[Hypothesis]]:
+def _sequential(model: Transformer, src_tokens: Tensor, copies: int, choose: Callable[[Tensor], Tensor],
+                temperature: float, options: SearchOptions, need_attention: bool) -> list[list[Hypothesis]]:
     """Extend `copies` hypotheses per sentence one token at a time, each on its own (greedy, sampling)."""
-    _check(src_tokens, min_len)
+    options = _check(src_tokens, options)
+    min_len, len_penalty = options.min_len, options.len_penalty
     bsz, src_len, device = src_tokens.size(0), src_tokens.size(1), src_tokens.device
     if bsz == 0:
         return []
     n = bsz * copies
     with eval_mode(model):
-        max_lens = max_lengths(model, src_tokens, max_len_a, max_len_b).repeat_interleave(copies)
+        max_lens = max_lengths(model, src_tokens, options.max_len_a, options.max_len_b).repeat_interleave(copies)
         steps = int(max_lens.max()) + 1
         encoder_out = model.encode(src_tokens)
         cache = model.init_cache(encoder_out, steps)
@@ -322,10 +324,8 @@ def _sequential(model: Transformer, src_tokens: Tensor, copies: int, choose, tem
         return [sorted(hyps[i:i + copies], key=lambda h: -h.normalized_score) for i in range(0, n, copies)]
 
 
-def generate(model: Transformer, src_tokens: Tensor | Sequence[Sequence[int]], beam_size: int = 5, nbest: int = 1,
-             max_len_a: float = 1.2, max_len_b: int = 10, min_len: int = 1, len_penalty: float = 1.0,
-             sampling: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             seed: int | None = None, need_attention: bool = False) -> list[list[Hypothesis]]:
+def generate(model: Transformer, src_tokens: Tensor | Sequence[Sequence[int]],
+             options: SearchOptions | None = None, need_attention: bool = False) -> list[list[Hypothesis]]:
     """One entry point for every search: beam search, greedy when beam_size is 1, or `nbest` samples.
 
     `src_tokens`: right-padded (B, S) ids on the model's device, or a list of id sequences.
@@ -333,11 +333,9 @@ def generate(model: Transformer, src_tokens: Tensor | Sequence[Sequence[int]], b
     """
     if not isinstance(src_tokens, Tensor):
         src_tokens = collate_source(src_tokens, model.padding_idx).to(next(model.parameters()).device)
-    common = dict(max_len_a=max_len_a, max_len_b=max_len_b, min_len=min_len, len_penalty=len_penalty,
-                  need_attention=need_attention)
-    if sampling:
-        return sample(model, src_tokens, num_samples=nbest, temperature=temperature, top_k=top_k, top_p=top_p,
-                      seed=seed, **common)
-    if beam_size == 1 and nbest == 1:
-        return greedy_search(model, src_tokens, **common)
-    return beam_search(model, src_tokens, beam_size=beam_size, nbest=nbest, **common)
+    options = options or SearchOptions()
+    if options.sampling:
+        return sample(model, src_tokens, options, need_attention)
+    if options.beam_size == 1 and options.nbest == 1:
+        return greedy_search(model, src_tokens, options, need_attention)
+    return beam_search(model, src_tokens, options, need_attention)

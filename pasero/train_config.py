@@ -19,120 +19,144 @@ import dataclasses
 import math
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
 import yaml
 
-from pasero.errors import ConfigError, did_you_mean
+from pasero.errors import ConfigError
 from pasero.files import atomic_output
-from pasero.model_config import ARCHITECTURES, CONFIG_FIELDS, TransformerConfig, build_config
+from pasero.model_config import ARCHITECTURES, CONFIG_FIELDS, DEFAULT_ARCH, TransformerConfig, build_config
+from pasero.options import (
+    add_arguments,
+    check_values,
+    coerce,
+    declared,
+    flag,
+    hints,
+    option,
+    same_as,
+    spec,
+    unknown_option,
+)
+from pasero.search_options import DecodeOptions, SearchOptions
 
 BEST_METRICS = {"loss": "min", "nll": "min", "ppl": "min", "bleu": "max", "chrf": "max"}
-CHOICES = {
-    "arch": tuple(ARCHITECTURES),
-    "optimizer": ("adam", "adamw"),
-    "lr_scheduler": ("inverse_sqrt", "constant"),
-    "device": ("auto", "cpu", "cuda"),
-    "dtype": ("auto", "float32", "bfloat16", "float16"),
-    "best_metric": tuple(BEST_METRICS),
-}
-INFERENCE_FIELDS = ("beam_size", "len_penalty", "max_len_a", "max_len_b", "source_lang", "target_lang", "bleu_tok")
-# Options that do not change the weights a run computes at a given step, so that changing them
-# continues training (pasero-train --reset-if-changed) rather than starting over: paths (what they
-# point to is compared instead: dictionary, tokenizer, a fingerprint of the training data), when to
-# stop (raising max_steps, patience or max_time continues a run), how often to log, validate and keep
-# checkpoints, decoding defaults, and where and in which precision the updates are computed.
-# best_metric is not among them: the recorded validation history holds values of that metric.
-RESUMABLE_FIELDS = frozenset({
-    "data_dir", "dict", "tokenizer", "model_dir", "train_split", "valid_split",
-    "max_steps", "max_epochs", "patience", "max_time",
-    "log_interval", "valid_interval", "valid_batch_size", "valid_decode", "valid_beam_size", "valid_max_size",
-    "keep_last", "keep_best", "reset_optimizer",
-    "beam_size", "len_penalty", "max_len_a", "max_len_b", "bleu_tok",
-    "device", "dtype",
-})
 
 
-def _opt(default: Any, help: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+def _bleu_tokenizers() -> list[str]:
+    from pasero.scoring import bleu_tokenizers  # sacreBLEU's names, read when needed
+
+    return bleu_tokenizers()
+
+
+# resumable=True: the option does not change the weights a run computes at a given step, so that
+# changing it continues training (pasero-train --reset-if-changed) rather than starting over: paths
+# (what they point to is compared instead: dictionary, tokenizer, a fingerprint of the training data),
+# when to stop (raising max_steps, patience or max_time continues a run), how often to log, validate
+# and keep checkpoints, decoding defaults, and where and in which precision the updates are computed.
+# best_metric is not resumable: the recorded validation history holds values of that metric.
+# workflow=False: set by the workflow itself (paths, languages), so not offered in its config.
 
 
 @dataclass
 class TrainConfig:
     # Data
-    data_dir: str | None = _opt(None, "folder of the binarized data ({split}.{src}-{tgt}.{lang}.bin/.idx)")
-    dict: str | None = _opt(None, "fairseq dict.txt shared by both languages (default: DATA_DIR/dict.txt)")
-    tokenizer: str | None = _opt(None, "tokenizer folder, embedded in checkpoints and used to detokenize "
-                                       "the valid set for BLEU/chrF")
-    model_dir: str | None = _opt(None, "where checkpoints, logs and the resolved config are written")
-    source_lang: str | None = _opt(None, "source language code ({src})")
-    target_lang: str | None = _opt(None, "target language code ({tgt})")
-    train_split: str = _opt("train", "name of the training split")
-    valid_split: str = _opt("valid", "name of the validation split")
-    max_source_len: int = _opt(256, "skip training pairs whose source is longer (tokens, eos included)")
-    max_target_len: int = _opt(256, "skip training pairs whose target is longer (tokens, eos included)")
-    max_len_ratio: float | None = _opt(9.0, "skip training pairs whose length ratio exceeds this (null: off)")
+    data_dir: str | None = option(None, "folder of the binarized data ({split}.{src}-{tgt}.{lang}.bin/.idx)",
+                                  metavar="DIR", resumable=True, workflow=False)
+    dict: str | None = option(None, "fairseq dict.txt shared by both languages (default: DATA_DIR/dict.txt)",
+                              metavar="FILE", resumable=True, workflow=False)
+    tokenizer: str | None = option(None, "tokenizer folder, embedded in checkpoints and used to detokenize the "
+                                         "valid set for BLEU/chrF", metavar="DIR", resumable=True, workflow=False)
+    model_dir: str | None = option(None, "where checkpoints, logs and the resolved config are written",
+                                   metavar="DIR", resumable=True, workflow=False)
+    source_lang: str | None = option(None, "source language code ({src})", metavar="LANG", short=("-s",),
+                                     inference=True, workflow=False)
+    target_lang: str | None = option(None, "target language code ({tgt})", metavar="LANG", short=("-t",),
+                                     inference=True, workflow=False)
+    train_split: str = option("train", "name of the training split", metavar="NAME", resumable=True,
+                              workflow=False)
+    valid_split: str = option("valid", "name of the validation split", metavar="NAME", resumable=True,
+                              workflow=False)
+    max_source_len: int = option(256, "skip training pairs whose source is longer (tokens, eos included)", gt=0)
+    max_target_len: int = option(256, "skip training pairs whose target is longer (tokens, eos included)", gt=0)
+    max_len_ratio: float | None = option(9.0, "skip training pairs whose length ratio exceeds this (null: off)",
+                                         gt=0)
     # Model (any TransformerConfig field may be given too and overrides the architecture)
-    arch: str = _opt("transformer_small", "named architecture (pasero.model_config.ARCHITECTURES)")
+    arch: str = option(DEFAULT_ARCH, "named architecture; the model options below override its values",
+                       choices=tuple(ARCHITECTURES))
     # Batching and optimization
-    batch_size: int = _opt(4096, "tokens per batch and process, padding included (fairseq --max-tokens)")
-    virtual_dp_size: int = _opt(1, "simulated number of GPUs: batches per update = virtual_dp_size, with "
-                                   "gradient accumulation of virtual_dp_size / number of processes")
-    optimizer: str = _opt("adam", "adam (L2 weight decay) or adamw (decoupled weight decay)")
-    lr: float = _opt(5e-4, "peak learning rate")
-    adam_betas: list[float] = _opt([0.9, 0.98], "Adam betas")
-    adam_eps: float = _opt(1e-8, "Adam epsilon")
-    weight_decay: float = _opt(0.0, "weight decay")
-    lr_scheduler: str = _opt("inverse_sqrt", "inverse_sqrt (linear warm-up then 1/sqrt decay) or constant")
-    warmup: int = _opt(4000, "warm-up steps (linear from warmup_init_lr to lr)")
-    warmup_init_lr: float = _opt(1e-7, "learning rate of the first update")
-    clip_norm: float = _opt(0.0, "clip the gradient norm to this value (0: no clipping)")
-    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
+    batch_size: int = option(4096, "tokens per batch and process, padding included (fairseq --max-tokens)", gt=0)
+    virtual_dp_size: int = option(1, "simulated number of GPUs: batches per update = virtual_dp_size, with "
+                                     "gradient accumulation of virtual_dp_size / number of processes", gt=0)
+    optimizer: str = option("adam", "adam (L2 weight decay) or adamw (decoupled weight decay)",
+                            choices=("adam", "adamw"))
+    lr: float = option(5e-4, "peak learning rate", gt=0)
+    adam_betas: list[float] = option([0.9, 0.98], "Adam betas", length=2, min=0, lt=1)
+    adam_eps: float = option(1e-8, "Adam epsilon", gt=0)
+    weight_decay: float = option(0.0, "weight decay", min=0)
+    lr_scheduler: str = option("inverse_sqrt", "inverse_sqrt (linear warm-up then 1/sqrt decay) or constant",
+                               choices=("inverse_sqrt", "constant"))
+    warmup: int = option(4000, "warm-up steps (linear from warmup_init_lr to lr)", min=0)
+    warmup_init_lr: float = option(1e-7, "learning rate of the first update", min=0)
+    clip_norm: float = option(0.0, "clip the gradient norm to this value (0: no clipping)", min=0)
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy", min=0, lt=1)
     # Stopping
-    max_steps: int | None = _opt(100000, "stop after this many updates (null: no limit)")
-    max_epochs: int | None = _opt(None, "stop after this many epochs (null: no limit)")
-    patience: int = _opt(0, "stop after this many validations without improvement of best_metric (0: off)")
-    max_time: float | None = _opt(None, "wall-clock budget of the training loop (updates, validation, saving), "
-                                        "summed over restarts: seconds or 90s, 30m, 4h, 1h30m, 1.5h, HH:MM:SS, "
-                                        "MM:SS; when reached, validate, save and finish (null: no limit)")
+    max_steps: int | None = option(100000, "stop after this many updates (null: no limit)", gt=0,
+                                   resumable=True)
+    max_epochs: int | None = option(None, "stop after this many epochs (null: no limit)", gt=0, resumable=True)
+    patience: int = option(0, "stop after this many validations without improvement of best_metric (0: off)",
+                           min=0, resumable=True)
+    max_time: float | None = option(None, "wall-clock budget of the training loop (updates, validation, saving), "
+                                          "summed over restarts: seconds or 90s, 30m, 4h, 1h30m, 1.5h, HH:MM:SS, "
+                                          "MM:SS; when reached, validate, save and finish (null: no limit)",
+                                    gt=0, parse=lambda value, key: parse_duration(value, key),
+                                    schema_type=("string", "number", "null"), metavar="DURATION", resumable=True)
     # Validation, logging and checkpoints
-    log_interval: int = _opt(100, "log training figures every N updates")
-    valid_interval: int = _opt(1000, "validate and save a checkpoint every N updates")
-    valid_batch_size: int | None = _opt(None, "tokens per validation batch (default: batch_size)")
-    valid_decode: bool = _opt(True, "decode the valid set at each validation for BLEU and chrF")
-    valid_beam_size: int = _opt(1, "beam size of the validation decoding (1: greedy, fast)")
-    valid_max_size: int | None = _opt(None, "decode at most this many valid sentences (null: all)")
-    best_metric: str = _opt("chrf", "metric that selects checkpoint_best.pt: loss, nll, ppl (lower is "
-                                    "better), bleu or chrf (higher is better)")
-    keep_last: int = _opt(5, "keep the N most recent checkpoint_{step}.pt (0: all)")
-    keep_best: int = _opt(0, "also keep the N best checkpoint_{step}.pt by best_metric")
+    log_interval: int = option(100, "log training figures every N updates", gt=0, resumable=True)
+    valid_interval: int = option(1000, "validate and save a checkpoint every N updates", gt=0, resumable=True)
+    valid_batch_size: int | None = option(None, "tokens per validation batch (null: batch_size)", gt=0,
+                                          resumable=True)
+    valid_decode: bool = option(True, "decode the valid set at each validation for BLEU and chrF", resumable=True)
+    valid_beam_size: int = option(1, "beam size of the validation decoding (1: greedy, fast)", gt=0,
+                                  resumable=True)
+    valid_max_size: int | None = option(None, "decode at most this many valid sentences (null: all)", gt=0,
+                                        resumable=True)
+    best_metric: str = option("chrf", "metric that selects checkpoint_best.pt: loss, nll, ppl (lower is better), "
+                                      "bleu or chrf (higher is better)", choices=tuple(BEST_METRICS))
+    keep_last: int = option(5, "keep the N most recent checkpoint_{step}.pt (0: all)", min=0, resumable=True)
+    keep_best: int = option(0, "also keep the N best checkpoint_{step}.pt by best_metric", min=0, resumable=True)
     # Initialization
-    continue_from: str | None = _opt(None, "initialize the weights from this checkpoint when MODEL_DIR has "
-                                           "none (fine-tuning; the step count starts at 0)")
-    reset_optimizer: bool = _opt(False, "when resuming, start with fresh optimizer moments")
-    # Decoding defaults (saved to inference.yaml and in checkpoints)
-    beam_size: int = _opt(5, "default beam size for decoding")
-    len_penalty: float = _opt(1.0, "default length penalty for decoding")
-    max_len_a: float = _opt(1.2, "decoding stops at max_len_a * source length + max_len_b tokens")
-    max_len_b: int = _opt(10, "see max_len_a")
-    bleu_tok: str = _opt("13a", "sacreBLEU tokenization for validation and test scores")
+    continue_from: str | None = option(None, "initialize the weights from this checkpoint when MODEL_DIR has none "
+                                             "(fine-tuning; the step count starts at 0)", metavar="CHECKPOINT")
+    reset_optimizer: bool = option(False, "when resuming, start with fresh optimizer moments", resumable=True)
+    # Decoding defaults (saved to inference.yaml and in checkpoints): pasero-decode's declarations
+    beam_size: int = same_as(SearchOptions, "beam_size", "default beam size for decoding", short=(),
+                             inference=True, resumable=True)
+    len_penalty: float = same_as(SearchOptions, "len_penalty", "default length penalty for decoding",
+                                 inference=True, resumable=True)
+    max_len_a: float = same_as(SearchOptions, "max_len_a", "decoding stops at max_len_a * source length + "
+                                                           "max_len_b tokens", inference=True, resumable=True)
+    max_len_b: int = same_as(SearchOptions, "max_len_b", inference=True, resumable=True)
+    bleu_tok: str = option("13a", "sacreBLEU tokenization for validation and test scores", metavar="TOK",
+                           choices=_bleu_tokenizers, inference=True, resumable=True)
     # Runtime
-    seed: int = _opt(1, "random seed (model init, data order, dropout)")
-    device: str = _opt("auto", "auto (cuda when available), cpu or cuda")
-    dtype: str = _opt("auto", "auto (float32 on CPU, bfloat16 on CUDA when supported else float16), "
-                              "float32, bfloat16 or float16")
+    seed: int = option(1, "random seed (model init, data order, dropout)")
+    device: str = same_as(DecodeOptions, "device", resumable=True)
+    dtype: str = same_as(DecodeOptions, "dtype", "auto (float32 on CPU, bfloat16 on CUDA when supported else "
+                                                 "float16), float32, bfloat16 or float16", resumable=True)
     # Model overrides, filled from the model keys of the YAML file and the command line
     # (typing.Dict and builtins.dict: the `dict` field shadows the builtin inside this class body)
-    model_overrides: Dict[str, Any] = field(default_factory=builtins.dict, metadata={"internal": True})
+    model_overrides: Dict[str, Any] = field(default_factory=builtins.dict)
 
     def model_config(self) -> TransformerConfig:
         return build_config(self.arch, **self.model_overrides)
+
+    def valid_search(self) -> SearchOptions:
+        """How the valid set is decoded: the model's decoding defaults with the validation beam."""
+        return SearchOptions(beam_size=self.valid_beam_size, len_penalty=self.len_penalty,
+                             max_len_a=self.max_len_a, max_len_b=self.max_len_b)
 
     def inference(self) -> dict[str, Any]:
         """Decoding defaults stored with the model, so decoding needs no training config."""
@@ -149,22 +173,15 @@ class TrainConfig:
 
 
 def train_fields() -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(TrainConfig) if not f.metadata.get("internal")]
+    return declared(TrainConfig)
 
 
 def known_keys() -> list[str]:
     return [f.name for f in train_fields()] + list(CONFIG_FIELDS)
 
 
-def _types() -> dict[str, Any]:
-    hints = typing.get_type_hints(TrainConfig)
-    hints.update(typing.get_type_hints(TransformerConfig))
-    return hints
-
-
-def _unknown(key: str, where: str) -> ConfigError:
-    hint = did_you_mean(key, known_keys()) or "see pasero-train --help"
-    return ConfigError(f"{where}: unknown option '{key}'; {hint}")
+RESUMABLE_FIELDS = frozenset(f.name for f in train_fields() if spec(f).resumable)
+INFERENCE_FIELDS = tuple(f.name for f in train_fields() if spec(f).inference)
 
 
 _DURATION_FORMS = "seconds (5400) or 90s, 30m, 4h, 1h30m, 1.5h, HH:MM:SS, MM:SS, or null"
@@ -211,54 +228,12 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-PARSERS = {"max_time": parse_duration}  # options written in a notation of their own
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check a parsed value against a field's type (ints are accepted where floats are expected)."""
-    if key in PARSERS:
-        return PARSERS[key](value, key)
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    args = typing.get_args(hint) if optional else ()
-    if value is None:
-        if type(None) in args:
-            return None
-        raise ConfigError(f"option '{key}' cannot be null")
-    base = next(a for a in args if a is not type(None)) if optional else hint
-    origin = typing.get_origin(base)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"option '{key}' expects a list, e.g. [0.9, 0.98]; got {value!r}")
-        (item,) = typing.get_args(base)
-        return [_coerce(key, v, item) for v in value]
-    if isinstance(value, str) and base in (int, float):  # YAML 1.1 reads 5e-4 (no dot) as a string
-        try:
-            value = base(value)
-        except ValueError:
-            pass
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-    elif base is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif base is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif base is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    else:
-        return value
-    raise ConfigError(f"option '{key}' expects {base.__name__}; got {value!r}")
-
-
 def _normalize(mapping: Mapping[str, Any], where: str) -> dict[str, Any]:
     keys, out = set(known_keys()), {}
     for key, value in mapping.items():
         name = str(key).replace("-", "_")
         if name not in keys:
-            raise _unknown(str(key), where)
+            raise unknown_option(str(key), keys, where)
         out[name] = value
     return out
 
@@ -272,7 +247,7 @@ def _substitute(value: Any, src: str | None, tgt: str | None) -> Any:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Defaults < YAML file < overrides (already typed values, e.g. from `parse_cli_values`)."""
+    """Defaults < YAML file < overrides (already typed values, e.g. from `pasero.options.cli_values`)."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -292,8 +267,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
 
 
 def _build(values: Mapping[str, Any]) -> TrainConfig:
-    types = _types()
-    values = {k: _coerce(k, v, types[k]) for k, v in values.items()}
+    fields = {f.name: f for f in train_fields()} | {f.name: f for f in declared(TransformerConfig)}
+    types_ = hints(TrainConfig) | hints(TransformerConfig)
+    values = {k: coerce(k, v, types_[k], spec(fields[k]).parse) for k, v in values.items()}
     src, tgt = values.get("source_lang"), values.get("target_lang")
     values = {k: _substitute(v, src, tgt) for k, v in values.items()}
     model = {k: values.pop(k) for k in list(values) if k in CONFIG_FIELDS}
@@ -305,7 +281,7 @@ def check_settings(settings: Mapping[str, Any], where: str) -> None:
     (an `embed_dim` that `heads` does not divide must not wait for the training job to fail)."""
     values = _normalize(settings, where)
     try:
-        check_values(_build(values))
+        check_config(_build(values))
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -313,74 +289,32 @@ def check_settings(settings: Mapping[str, Any], where: str) -> None:
 def validate(cfg: TrainConfig) -> None:
     for name in ("data_dir", "model_dir", "source_lang", "target_lang"):
         if not getattr(cfg, name):
-            raise ConfigError(f"option '{name}' is required (in the config file or as --{name.replace('_', '-')})")
+            raise ConfigError(f"option '{name}' is required (in the config file or as {flag(name)})")
+    check_config(cfg)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Types are checked on reading; this checks the declared choices and bounds, and how options
+    fit together."""
     check_values(cfg)
-
-
-def check_values(cfg: TrainConfig) -> None:
-    """Types are checked on reading; this checks choices, bounds and how options fit together."""
-    for name, choices in CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            raise ConfigError(f"option '{name}' must be one of {', '.join(choices)}; got '{getattr(cfg, name)}'")
-    positive = ("batch_size", "virtual_dp_size", "lr", "log_interval", "valid_interval", "max_source_len",
-                "max_target_len", "beam_size", "valid_beam_size")
-    for name in positive + ("max_steps", "max_epochs", "max_time", "valid_batch_size", "valid_max_size"):
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"option '{name}' must be positive; got {value}")
-    for name in ("warmup", "patience", "keep_last", "keep_best", "clip_norm", "weight_decay", "warmup_init_lr"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"option '{name}' must not be negative; got {getattr(cfg, name)}")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise ConfigError(f"option 'label_smoothing' must be in [0, 1); got {cfg.label_smoothing}")
-    if len(cfg.adam_betas) != 2:
-        raise ConfigError(f"option 'adam_betas' needs two values; got {cfg.adam_betas}")
     if cfg.best_metric in ("bleu", "chrf") and not cfg.valid_decode:
         raise ConfigError(f"best_metric '{cfg.best_metric}' needs valid_decode: true (or choose loss/nll)")
-    cfg.model_config()  # unknown architecture or inconsistent model fields
+    cfg.model_config()  # model options: their bounds, and heads dividing embed_dim
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One `--field` option per training and model field, so `--help` documents all of them.
-
-    Values are read as strings (defaults are suppressed: an absent option keeps the YAML value)
-    and parsed by `parse_cli_values`.
-    """
-    group = parser.add_argument_group("training options (also valid as YAML keys)")
-    for f in train_fields():
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = f" [default: {default}]" if default is not None else ""
-        _add(group, f.name, f"{f.metadata['help']}{shown}", f.type == "bool")
-    group = parser.add_argument_group("model options (override the architecture's values)")
-    defaults = dataclasses.asdict(TransformerConfig())
-    for name in CONFIG_FIELDS:
-        _add(group, name, f"[transformer default: {defaults[name]}, see --arch]", isinstance(defaults[name], bool))
-
-
-def _add(group: argparse._ArgumentGroup, name: str, help: str, is_bool: bool) -> None:
-    flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
-    extra = dict(nargs="?", const="true") if is_bool else {}
-    group.add_argument(*flags, dest=f"cfg.{name}", metavar="VALUE", default=argparse.SUPPRESS,
-                       help=help.replace("%", "%%"), **extra)
-
-
-def parse_cli_values(namespace: argparse.Namespace) -> dict[str, Any]:
-    """The config options given on the command line, their values parsed as YAML scalars."""
-    out = {}
-    for dest, text in vars(namespace).items():
-        if dest.startswith("cfg."):
-            try:
-                out[dest[4:]] = yaml.safe_load(text) if text != "" else ""
-            except yaml.YAMLError:
-                out[dest[4:]] = text
-    return out
+    """One flag per training and model option, so that `--help` documents all of them; the model
+    options show the default architecture's values."""
+    add_arguments(parser.add_argument_group("training options (also valid as YAML keys)"), TrainConfig)
+    add_arguments(parser.add_argument_group(f"model options (override those of --arch; shown: {DEFAULT_ARCH}'s)"),
+                  TransformerConfig, defaults=ARCHITECTURES[DEFAULT_ARCH])
 
 
 def check_unknown_arguments(extra: list[str]) -> None:
     """argparse leaves unknown options to us so that the error can suggest close matches."""
     for arg in extra:
         if arg.startswith("--"):
-            raise _unknown(arg[2:].split("=", 1)[0].replace("-", "_"), "command line")
+            raise unknown_option(arg[2:].split("=", 1)[0].replace("-", "_"), known_keys(), "command line")
     if extra:
         raise ConfigError(f"unexpected argument '{extra[0]}'")
 

@@ -437,8 +437,7 @@ class Trainer:
         for positions in fixed_batches(sub, cfg.valid_batch_size or cfg.batch_size):
             batch = sub.collate(positions)
             with self._autocast():
-                out = search.generate(model, batch.src_tokens.to(self.device), beam_size=cfg.valid_beam_size,
-                                      max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b, len_penalty=cfg.len_penalty)
+                out = search.generate(model, batch.src_tokens.to(self.device), cfg.valid_search())
             for k, pos in enumerate(positions):
                 hyps[pos] = self._detok(out[k][0].tokens.tolist())
                 refs[pos] = self._detok(batch.target[k].tolist())

@@ -7,6 +7,7 @@ from decoding_models import save_copy_checkpoint, word_corpus
 from pasero import search
 from pasero.errors import CheckpointError, ConfigError
 from pasero.generator import TextGenerator
+from pasero.search_options import SearchOptions
 
 LINES = word_corpus(40, seed=7)  # not the training sentences
 
@@ -46,7 +47,7 @@ def test_same_as_searching_the_encoded_sentences_one_by_one(generator):
     assert_same(small_batches, generator.decode(LINES))
     for line, nbest in zip(LINES[:8], small_batches):
         ids = torch.as_tensor(generator.dictionary.encode(generator.tokenizer.tokenize(line)))
-        hyp = search.beam_search(generator.model, ids[None], beam_size=3, max_len_a=1.0, max_len_b=5)[0][0]
+        hyp = search.beam_search(generator.model, ids[None], SearchOptions(beam_size=3, max_len_a=1.0, max_len_b=5))[0][0]
         assert nbest[0]["detok"] == generator.tokenizer.detokenize(generator.dictionary.decode(hyp.tokens))
         assert nbest[0]["score"] == pytest.approx(hyp.score, abs=1e-4)
 

@@ -9,6 +9,7 @@ from decoding_models import reverse_batch, tiny_config, train_reverse_model
 from pasero import search
 from pasero.model import Transformer
 from pasero.search import EOS
+from pasero.search_options import SearchOptions
 
 VOCAB = 24
 
@@ -91,16 +92,16 @@ def random_model():
 def test_cached_decoding_equals_recomputing_the_prefix(model, random_model, src, beam_size, len_penalty, trained):
     model = model if trained else random_model
     options = dict(beam_size=beam_size, nbest=beam_size, len_penalty=len_penalty, max_len_a=1.0, max_len_b=3)
-    cached = search.beam_search(model, src, **options)
-    assert_same_hypotheses(cached, search.beam_search(NoCacheModel(model), src, **options))
+    cached = search.beam_search(model, src, SearchOptions(**options))
+    assert_same_hypotheses(cached, search.beam_search(NoCacheModel(model), src, SearchOptions(**options)))
     # One sentence alone: no sentence leaves the batch, beams move among themselves at every step.
     for i in range(3):
         options["max_len_b"] = 10
-        assert_same_hypotheses(search.beam_search(model, src[i:i + 1], **options),
-                               search.beam_search(NoCacheModel(model), src[i:i + 1], **options))
+        assert_same_hypotheses(search.beam_search(model, src[i:i + 1], SearchOptions(**options)),
+                               search.beam_search(NoCacheModel(model), src[i:i + 1], SearchOptions(**options)))
     if beam_size == 1:
-        assert_same_hypotheses(search.greedy_search(model, src, len_penalty=len_penalty),
-                               search.greedy_search(NoCacheModel(model), src, len_penalty=len_penalty))
+        assert_same_hypotheses(search.greedy_search(model, src, SearchOptions(len_penalty=len_penalty)),
+                               search.greedy_search(NoCacheModel(model), src, SearchOptions(len_penalty=len_penalty)))
 
 
 @pytest.mark.parametrize("trained", [True, False])
@@ -108,8 +109,8 @@ def test_scores_are_the_models_log_probabilities(model, random_model, src, train
     """Every hypothesis rescored by `forward` in one pass: an independent check of the cache and of
     the beams' bookkeeping (which the step-wise reference above shares)."""
     model = model if trained else random_model
-    beam = search.beam_search(model, src, beam_size=4, nbest=4, len_penalty=1.3)
-    greedy = search.greedy_search(model, src, len_penalty=1.3)
+    beam = search.beam_search(model, src, SearchOptions(beam_size=4, nbest=4, len_penalty=1.3))
+    greedy = search.greedy_search(model, src, SearchOptions(len_penalty=1.3))
     for i, hyps in enumerate(beam):
         for h in hyps + greedy[i]:
             torch.testing.assert_close(h.positional_scores, teacher_forced_lprobs(model, src[i], h.tokens),
@@ -119,25 +120,25 @@ def test_scores_are_the_models_log_probabilities(model, random_model, src, train
 
 
 def test_beam_one_equals_greedy(model, src):
-    assert_same_hypotheses(search.beam_search(model, src, beam_size=1), search.greedy_search(model, src))
-    assert_same_hypotheses(search.generate(model, src, beam_size=1), search.greedy_search(model, src))
+    assert_same_hypotheses(search.beam_search(model, src, SearchOptions(beam_size=1)), search.greedy_search(model, src))
+    assert_same_hypotheses(search.generate(model, src, SearchOptions(beam_size=1)), search.greedy_search(model, src))
 
 
 @pytest.mark.parametrize("beam_size", [1, 5])
 def test_result_does_not_depend_on_the_batch(model, src, beam_size):
-    batch = search.beam_search(model, src, beam_size=beam_size, nbest=beam_size)
-    alone = [search.beam_search(model, src[i:i + 1], beam_size=beam_size, nbest=beam_size)[0]
+    batch = search.beam_search(model, src, SearchOptions(beam_size=beam_size, nbest=beam_size))
+    alone = [search.beam_search(model, src[i:i + 1], SearchOptions(beam_size=beam_size, nbest=beam_size))[0]
              for i in range(len(src))]
     assert_same_hypotheses(batch, alone)
     # Another composition: reversed order, next to a long sentence (more padding, longer limit).
     long = torch.arange(4, 4 + src.size(1) + 6)[None] % VOCAB + 4
     mixed = search.collate_source([s[s.ne(1)] for s in src.flip(0)] + [torch.cat([long[0], torch.tensor([EOS])])])
-    reordered = search.beam_search(model, mixed, beam_size=beam_size, nbest=beam_size)[:-1][::-1]
+    reordered = search.beam_search(model, mixed, SearchOptions(beam_size=beam_size, nbest=beam_size))[:-1][::-1]
     assert_same_hypotheses(batch, reordered)
 
 
 def test_nbest_sorted_distinct_and_complete(model, src):
-    for hyps in search.beam_search(model, src, beam_size=6, nbest=4, len_penalty=0.7):
+    for hyps in search.beam_search(model, src, SearchOptions(beam_size=6, nbest=4, len_penalty=0.7)):
         assert len(hyps) == 4
         normalized = [h.normalized_score for h in hyps]
         assert normalized == sorted(normalized, reverse=True)
@@ -147,38 +148,37 @@ def test_nbest_sorted_distinct_and_complete(model, src):
 
 def test_min_and_max_length(model, src):
     src_lens = src.ne(1).sum(1).tolist()
-    for i, hyps in enumerate(search.beam_search(model, src, beam_size=4, nbest=4, min_len=9, max_len_b=30)):
+    for i, hyps in enumerate(search.beam_search(model, src, SearchOptions(beam_size=4, nbest=4, min_len=9, max_len_b=30))):
         assert all(len(h.tokens) - 1 >= 9 for h in hyps)
     for max_len_a, max_len_b in [(0.0, 2), (0.5, 1)]:
         for sampling, beam in [(False, 4), (False, 1), (True, 1)]:
-            results = search.generate(model, src, beam_size=beam, sampling=sampling, seed=0,
-                                      max_len_a=max_len_a, max_len_b=max_len_b)
+            results = search.generate(model, src, SearchOptions(beam_size=beam, sampling=sampling, seed=0, max_len_a=max_len_a, max_len_b=max_len_b))
             for i, hyps in enumerate(results):
                 limit = int(max_len_a * src_lens[i] + max_len_b)
                 assert all(len(h.tokens) - 1 <= limit and h.tokens[-1] == EOS for h in hyps)
     # A minimum length above the maximum: the maximum wins (eos is forced there).
-    for hyps in search.beam_search(model, src, beam_size=2, min_len=50, max_len_a=0, max_len_b=4):
+    for hyps in search.beam_search(model, src, SearchOptions(beam_size=2, min_len=50, max_len_a=0, max_len_b=4)):
         assert len(hyps[0].tokens) == 5
 
 
 def test_length_penalty_favours_longer_hypotheses(model, src):
     def total_length(len_penalty):
-        results = search.beam_search(model, src, beam_size=5, len_penalty=len_penalty)
+        results = search.beam_search(model, src, SearchOptions(beam_size=5, len_penalty=len_penalty))
         return sum(len(hyps[0].tokens) for hyps in results)
     assert total_length(0.0) < total_length(1.0) <= total_length(3.0)
 
 
 def test_sampling(model, src):
-    first = search.sample(model, src, num_samples=3, seed=3)
+    first = search.sample(model, src, SearchOptions(nbest=3, seed=3))
     assert [[h.tokens.tolist() for h in s] for s in first] == \
-        [[h.tokens.tolist() for h in s] for s in search.sample(model, src, num_samples=3, seed=3)]
+        [[h.tokens.tolist() for h in s] for s in search.sample(model, src, SearchOptions(nbest=3, seed=3))]
     assert [[h.tokens.tolist() for h in s] for s in first] != \
-        [[h.tokens.tolist() for h in s] for s in search.sample(model, src, num_samples=3, seed=4)]
+        [[h.tokens.tolist() for h in s] for s in search.sample(model, src, SearchOptions(nbest=3, seed=4))]
     greedy = search.greedy_search(model, src)
-    assert_same_hypotheses(search.sample(model, src, top_k=1, seed=0), greedy)
-    assert_same_hypotheses(search.sample(model, src, top_p=1e-6, seed=0), greedy)
+    assert_same_hypotheses(search.sample(model, src, SearchOptions(top_k=1, seed=0)), greedy)
+    assert_same_hypotheses(search.sample(model, src, SearchOptions(top_p=1e-6, seed=0)), greedy)
     # With top_k=2 every sampled token is one of the two most probable ones.
-    for i, samples in enumerate(search.sample(model, src, num_samples=2, top_k=2, temperature=3.0, seed=0)):
+    for i, samples in enumerate(search.sample(model, src, SearchOptions(nbest=2, top_k=2, temperature=3.0, seed=0))):
         for h in samples:
             prev = torch.cat([torch.tensor([EOS]), h.tokens[:-1]])[None]
             s = src[i][src[i].ne(1)][None]
@@ -188,8 +188,8 @@ def test_sampling(model, src):
 
 
 def test_attention(model, src):
-    with_attn = search.beam_search(model, src, beam_size=3, nbest=2, need_attention=True)
-    assert_same_hypotheses(with_attn, search.beam_search(model, src, beam_size=3, nbest=2))
+    with_attn = search.beam_search(model, src, SearchOptions(beam_size=3, nbest=2), need_attention=True)
+    assert_same_hypotheses(with_attn, search.beam_search(model, src, SearchOptions(beam_size=3, nbest=2)))
     src_lens = src.ne(1).sum(1).tolist()
     for i, hyps in enumerate(with_attn):
         for h in hyps:
@@ -202,8 +202,8 @@ def test_attention(model, src):
 def test_search_turns_dropout_off_and_restores_the_mode(src):
     torch.manual_seed(0)
     model = Transformer(tiny_config(dropout=0.5), VOCAB, VOCAB).train()
-    a = search.generate(model, src, beam_size=3)
+    a = search.generate(model, src, SearchOptions(beam_size=3))
     assert model.training
-    assert_same_hypotheses(a, search.generate(model, src, beam_size=3))
+    assert_same_hypotheses(a, search.generate(model, src, SearchOptions(beam_size=3)))
     assert search.generate(model, src[:0]) == []
-    assert search.generate(model, [[5, 6, EOS], [7, EOS]], beam_size=2)[1][0].tokens[-1] == EOS
+    assert search.generate(model, [[5, 6, EOS], [7, EOS]], SearchOptions(beam_size=2))[1][0].tokens[-1] == EOS

@@ -9,6 +9,7 @@ import yaml
 
 from pasero.cli.train import _train_parser, train_main
 from pasero.errors import ConfigError
+from pasero.options import cli_values
 from pasero.model_config import CONFIG_FIELDS
 from pasero.train_config import TrainConfig, load_config, save_config, train_fields
 
@@ -24,8 +25,7 @@ def test_yaml_then_command_line_with_placeholders_and_model_overrides(tmp_path):
     args, extra = parser.parse_known_args(["--dropout", "0.3", "--encoder-layers", "2", "--max-epochs", "null",
                                            "--valid-decode", "false", "--best-metric", "nll", "--lr=1e-3"])
     assert extra == []
-    from pasero.train_config import parse_cli_values
-    cfg = load_config(path, parse_cli_values(args))
+    cfg = load_config(path, cli_values(args))
     assert cfg.data_dir == "results/toy/de-en/bin" and cfg.tokenizer == "tok/deen"
     assert cfg.lr == 1e-3 and cfg.max_epochs is None and cfg.valid_decode is False
     assert cfg.adam_betas == [0.9, 0.99]

@@ -20,7 +20,8 @@ from pasero.checkpoints import changed_inputs, load_checkpoint
 from pasero.cli.train import _train_parser, train_main
 from pasero.dictionary import Dictionary
 from pasero.errors import ConfigError, TrainingError
-from pasero.train_config import load_config, parse_cli_values, parse_duration
+from pasero.options import cli_values
+from pasero.train_config import load_config, parse_duration
 from pasero.training import EXIT_INTERRUPTED, MAX_NONFINITE_UPDATES, Trainer
 from train_helpers import VOCAB, make_corpus, write_config
 
@@ -163,7 +164,7 @@ def test_reset_continue_and_model_mismatch(tmp_path, capsys):
     assert load_checkpoint(model_dir / "checkpoint_last.pt")["step"] == 2
     # --continue: weights from another run, step count from 0 (a negligible learning rate keeps them)
     tuned = tmp_path / "tuned"
-    assert train_main(["-c", str(first), "--model-dir", str(tuned), "--continue", str(saved), "--max-steps", "1",
+    assert train_main(["-c", str(first), "--model-dir", str(tuned), "--continue-from", str(saved), "--max-steps", "1",
                        "--valid-interval", "1", "--lr-scheduler", "constant", "--lr", "1e-12"]) == 0
     ckpt = load_checkpoint(tuned / "checkpoint_last.pt")
     assert ckpt["step"] == 1
@@ -259,7 +260,7 @@ def test_max_time_from_the_command_line(tmp_path, capsys):
     parser = _train_parser()
     for text, seconds in [("1:30:00", 5400.0), ("45m", 2700.0), ("null", None)]:  # 1:30:00 is YAML's 5400
         args, _ = parser.parse_known_args(["--max-time", text])
-        assert load_config(cfg_path, parse_cli_values(args)).max_time == seconds
+        assert load_config(cfg_path, cli_values(args)).max_time == seconds
     for text, message in [("1.5 hours", "option 'max_time' expects a duration"),
                           ("0", "option 'max_time' must be positive")]:
         assert train_main(["-c", str(cfg_path), "--max-time", text]) == 2

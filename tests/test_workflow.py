@@ -225,6 +225,30 @@ def test_killing_snakemake_during_training_then_rerunning_continues_training(cop
     assert history.count("starting a new training") == 1 and history.count("resumed from") == 2
 
 
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for a parent that never reaps it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_sigterm_returns_only_once_training_has_saved_so_a_rerun_never_meets_it(copy_of_finished):
+    """SIGTERM to Snakemake and its jobs (a cluster's scancel, systemd): Snakemake returns only after
+    pasero-train has saved and exited, so an immediate rerun continues instead of meeting a second
+    trainer in the same folder."""
+    path = copy_of_finished
+    shutil.rmtree(path / EXP / "train")
+    interrupt_training(path, signal.SIGTERM, at_step=10)
+    holder = (path / EXP / "train" / ".trainer.lock").read_text()  # "pid N on HOST"
+    assert not running(int(holder.split()[1])), holder
+    history = (path / EXP / "train" / "train.log").read_text()
+    assert "received SIGTERM" in history and "rerun the same command to resume" in history
+    snakemake(path, str(EXP / "train" / "done"))
+    assert resumed_step(path) >= 10
+
+
 # Dry runs and errors: no training, no network --------------------------------------------------
 
 
@@ -350,16 +374,23 @@ def test_snakemake_lint_is_clean(real_config):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_schema_offers_every_pasero_train_option():
-    """`train:` keys are checked against the schema before anything runs, so the schema must list
-    exactly pasero-train's options but those the workflow sets itself."""
+def test_the_schema_is_generated_from_the_option_declarations():
+    """`train:` and `decode:` keys are checked against the schema before anything runs: its block
+    generated from the declarations (types, bounds, choices) must be the current one, and offer
+    every pasero-train option but those the workflow sets itself."""
+    from pasero import workflow_schema
     from pasero.train_config import known_keys
 
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    offered = set(schema["$defs"]["settings"]["properties"]["train"]["properties"])
+    text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    assert text.endswith(workflow_schema.generated_block()), "run: python -m pasero.workflow_schema"
+    schema = yaml.safe_load(text)
+    offered = set(schema["$defs"]["train_options"]["properties"])
     set_by_the_workflow = {"data_dir", "dict", "tokenizer", "model_dir", "source_lang", "target_lang",
                            "train_split", "valid_split"}
     assert offered == set(known_keys()) - set_by_the_workflow
+    assert schema["$defs"]["train_options"]["properties"]["dropout"] == {
+        "type": "number", "minimum": 0, "exclusiveMaximum": 1,
+        "description": "dropout of the residual connections and embeddings"}
 
 
 # Further test sets -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ appended to (flushed after each buffer), and a rerun resumes where the previous 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -18,14 +19,18 @@ import sys
 import time
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from pasero import scoring, slurm
 from pasero.cli.common import command, setup_logging
 from pasero.cli.score import read_text
 from pasero.errors import ConfigError, DataError
 from pasero.files import atomic_output, count_lines, read_lines
-from pasero.generator import TextGenerator
+from pasero.options import add_arguments, build, cli_values
+from pasero.search_options import DecodeOptions, SearchOptions
+
+if TYPE_CHECKING:
+    from pasero.generator import TextGenerator
 
 logger = logging.getLogger("pasero.decode")
 DEFAULT_BUFFER = 10_000
@@ -42,25 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--ref", nargs="+", default=[], help="references, one per input: print BLEU/chrF at the end")
     p.add_argument("-s", "--source-lang", help="source language code for {src} (default: the model's)")
     p.add_argument("-t", "--target-lang", help="target language code for {tgt} (default: the model's)")
-    g = p.add_argument_group("search (defaults: the model's inference settings)")
-    g.add_argument("--beam-size", "-b", type=int)
-    g.add_argument("--nbest", type=int, help="hypotheses per input shown by -v (the output file gets the best)")
-    g.add_argument("--len-penalty", "--lenpen", type=float, help="rank by score / length ** len_penalty")
-    g.add_argument("--max-len-a", type=float, help="at most max_len_a * source length + max_len_b tokens")
-    g.add_argument("--max-len-b", type=int)
-    g.add_argument("--min-len", type=int, help="at least this many tokens before end of sentence")
-    g.add_argument("--sampling", action="store_true", help="sample instead of beam search")
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--top-k", type=int, help="sample among the k most probable tokens (0: all)")
-    g.add_argument("--top-p", type=float, help="nucleus sampling: smallest set of tokens of this probability")
-    g.add_argument("--seed", type=int, help="random seed for --sampling")
+    add_arguments(p.add_argument_group("search (defaults: the model's inference settings, else those shown)"), SearchOptions)
     r = p.add_argument_group("runtime")
-    r.add_argument("--batch-size", type=int, help="source tokens per batch (default 4096)")
-    r.add_argument("--buffer-size", type=int,
-                   help=f"lines read at a time (default {DEFAULT_BUFFER}; 1 when stdin is a terminal)")
-    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    r.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
-                   help="auto: float32 on CPU, bfloat16 (or float16) on CUDA")
+    add_arguments(r, DecodeOptions, only=set(DecodeOptions.__dataclass_fields__) - set(SearchOptions.__dataclass_fields__))
     r.add_argument("-v", "--verbose", action="store_true",
                    help="print fairseq-style S-/T-/H-/D-/P- lines (scores in base 2); with stdout output, "
                         "instead of the plain translations")
@@ -149,14 +138,14 @@ class Translator:
 
 
 def translate(translator: Translator, input_path: str | None, output_path: str | None, args: argparse.Namespace,
-              refs: Sequence[str] | None) -> list[str]:
+              buffer_size: int, refs: Sequence[str] | None) -> list[str]:
     """Translate one input (a file or stdin) into its output; returns every line of the output."""
     lines = read_lines(input_path) if input_path else stdin_lines()
     if output_path is None:
-        return translator.run(lines, None if args.verbose else sys.stdout, args.buffer_size, refs=refs)
+        return translator.run(lines, None if args.verbose else sys.stdout, buffer_size, refs=refs)
     if not args.resume:
         with atomic_output(output_path) as out:
-            return translator.run(lines, out, args.buffer_size, refs=refs)
+            return translator.run(lines, out, buffer_size, refs=refs)
     done = complete_lines(Path(output_path))
     if input_path and done > count_lines(input_path):
         raise DataError(f"{output_path} has more lines ({done}) than {input_path}: not its output; "
@@ -164,11 +153,12 @@ def translate(translator: Translator, input_path: str | None, output_path: str |
     if done:
         logger.info("%s: %d lines already translated, continuing", output_path, done)
     with open(output_path, "a", encoding="utf-8") as out:
-        translator.run(islice(lines, done, None), out, args.buffer_size, first_id=done, refs=refs)
+        translator.run(islice(lines, done, None), out, buffer_size, first_id=done, refs=refs)
     return read_text(output_path)
 
 
-def check_args(args: argparse.Namespace) -> None:
+def check_args(args: argparse.Namespace) -> DecodeOptions:
+    """The paths fit together; returns the decoding options given on the command line."""
     n = max(len(args.input), 1)
     if args.output and len(args.output) != n:
         raise ConfigError(f"{len(args.output)} outputs for {len(args.input)} inputs: give one -o per -i")
@@ -176,10 +166,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"{len(args.ref)} references for {len(args.input)} inputs: give one -r per -i")
     if args.resume and not args.output:
         raise ConfigError("--continue needs -o (it resumes a partial output file)")
-    if args.buffer_size is None:
-        args.buffer_size = 1 if not args.input and sys.stdin.isatty() else DEFAULT_BUFFER
-    if args.buffer_size < 1:
-        raise ConfigError("--buffer-size must be at least 1")
+    options = build(DecodeOptions, cli_values(args), "command line")
+    if options.buffer_size is None:
+        options.buffer_size = 1 if not args.input and sys.stdin.isatty() else DEFAULT_BUFFER
+    return options
 
 
 @command
@@ -200,11 +190,12 @@ def _decode(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         return 0
     if where := slurm.placement():
         logger.info("running in %s", where)
-    check_args(args)
-    options = {k: getattr(args, k) for k in ("beam_size", "nbest", "len_penalty", "max_len_a", "max_len_b",
-                                              "min_len", "temperature", "top_k", "top_p", "seed", "batch_size")}
-    generator = TextGenerator.build(args.model, device=args.device, dtype=args.dtype,
-                                    sampling=args.sampling or None, **options)
+    options = check_args(args)
+    from pasero.generator import TextGenerator  # torch: not needed for --help and argument errors
+
+    given = {k: v for k, v in cli_values(args).items() if k in SearchOptions.__dataclass_fields__}
+    generator = TextGenerator.build(args.model, device=options.device, dtype=options.dtype,
+                                    batch_size=options.batch_size, **given)
     src = args.source_lang or generator.source_lang
     tgt = args.target_lang or generator.target_lang
     inputs = [expand(p, src, tgt) for p in args.input] or [None]
@@ -222,7 +213,7 @@ def _decode(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     report, n_output = [], 0
     for input_path, output_path, ref_path in zip(inputs, outputs, refs):
         ref_lines = read_text(ref_path) if ref_path else None
-        hyps = translate(translator, input_path, output_path, args, ref_lines)
+        hyps = translate(translator, input_path, output_path, args, options.buffer_size, ref_lines)
         n_output += len(hyps)
         if ref_lines is not None:
             result = scoring.score(hyps, ref_lines, bleu_tok=bleu_tok)
@@ -251,7 +242,7 @@ def write_info(path: str, generator: TextGenerator, translator: Translator, inpu
         "sentences_per_second": round(translator.n_lines / seconds, 2) if seconds else None,
         "tokens_per_second": round(translator.n_tokens / seconds, 1) if seconds else None,
         "device": str(generator.device), "dtype": str(next(generator.model.parameters()).dtype).split(".")[-1],
-        "decoding": {k: v for k, v in vars(generator.options).items()},
+        "decoding": {**dataclasses.asdict(generator.options), "batch_size": generator.batch_size},
         "hostname": os.uname().nodename,
     }
     if report:

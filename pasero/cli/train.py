@@ -39,8 +39,6 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="start over (as --reset) when MODEL_DIR's checkpoints were trained with other "
                              "weight-determining inputs: options, dictionary, tokenizer or training data; "
                              "resume otherwise (changing max_steps, patience, intervals or device resumes)")
-    parser.add_argument("--continue", dest="cfg.continue_from", metavar="FROM", default=argparse.SUPPRESS,
-                        help="initialize the weights from this checkpoint (when MODEL_DIR has none)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_config_arguments(parser)
     add_slurm_arguments(parser, data_parallel=True)
@@ -49,13 +47,14 @@ def _train_parser() -> argparse.ArgumentParser:
 
 @command
 def train_main(argv: Sequence[str] | None = None) -> int:
-    from pasero.train_config import check_unknown_arguments, load_config, parse_cli_values
+    from pasero.options import cli_values
+    from pasero.train_config import check_unknown_arguments, load_config
     from pasero.training import Trainer
 
     parser = _train_parser()
     args, extra = parser.parse_known_args(argv)
     check_unknown_arguments(extra)
-    cfg = load_config(args.config, parse_cli_values(args))
+    cfg = load_config(args.config, cli_values(args))
     setup_logging(args.verbose)
     from pasero import slurm
 
