@@ -35,7 +35,7 @@ class Batch:
     ntokens: int  # target tokens, padding excluded
     ids: np.ndarray  # line numbers in the original files
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         non_blocking = torch.device(device).type == "cuda"
         return Batch(self.src_tokens.to(device, non_blocking=non_blocking),
                      self.prev_output_tokens.to(device, non_blocking=non_blocking),
@@ -80,7 +80,7 @@ class PairDataset:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def head(self, n: int | None) -> "PairDataset":
+    def head(self, n: int | None) -> PairDataset:
         """The same dataset restricted to its first `n` pairs (e.g. a quick validation decoding)."""
         sub = object.__new__(PairDataset)
         sub.__dict__.update(self.__dict__, indices=self.indices[:n], src_sizes=self.src_sizes[:n],
@@ -96,7 +96,7 @@ class PairDataset:
         src = np.full((n, s), PAD, dtype=np.int64)
         target = np.full((n, t), PAD, dtype=np.int64)
         prev = np.full((n, t), PAD, dtype=np.int64)
-        for k, (x, y) in enumerate(zip(srcs, tgts)):
+        for k, (x, y) in enumerate(zip(srcs, tgts, strict=True)):
             src[k, :len(x)] = x
             target[k, :len(y)] = y
             prev[k, 0] = EOS

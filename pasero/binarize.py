@@ -18,9 +18,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def line_ranges(path: str | os.PathLike, n: int) -> list[tuple[int, int]]:
                 f.readline()  # finish the current line (a no-op right after a newline)
             offsets.append(f.tell())
     offsets.append(size)
-    return [(a, b) for a, b in zip(offsets, offsets[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(offsets) if b > a]
 
 
 def read_range(path: str | os.PathLike, start: int, end: int) -> Iterator[list[str]]:
@@ -256,7 +257,7 @@ def binarize(input_path: str | os.PathLike, output_prefix: str | os.PathLike, di
                 tasks = [(path, a, b, os.path.join(tmp_dir, f"part{i}"), dtype) for i, (a, b) in enumerate(ranges)]
                 results = _map_ranges(_binarize_part, tasks, encoder, workers)
                 _raise_bad_lines(tasks, results)
-                for task, result in zip(tasks, results):
+                for task, result in zip(tasks, results, strict=True):
                     builder.merge(task[3])
                     stats.add(result)
             finally:
@@ -304,6 +305,6 @@ def build_dictionary(paths: Sequence[str | os.PathLike], tokenizer: Tokenizer | 
 
 def _raise_bad_lines(tasks: list[tuple], results: list) -> None:
     """Tasks start with (path, start, ...): report the first invalid line."""
-    for task, result in zip(tasks, results):
+    for task, result in zip(tasks, results, strict=True):
         if isinstance(result, _BadLine):
             raise _bad_line_error(task[0], task[1], result)

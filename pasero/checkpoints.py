@@ -20,8 +20,9 @@ import random
 import re
 import shutil
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -230,7 +231,8 @@ def check_dictionary(ckpt: dict[str, Any], symbols: Sequence[str], ckpt_path: st
     saved = list(ckpt.get("dictionary") or [])
     if saved == list(symbols):
         return
-    diff = next((i for i, (a, b) in enumerate(zip(saved, symbols)) if a != b), min(len(saved), len(symbols)))
+    pairs = enumerate(zip(saved, symbols, strict=False))  # up to the shorter one's end
+    diff = next((i for i, (a, b) in pairs if a != b), min(len(saved), len(symbols)))
     detail = (f"{len(saved)} vs {len(symbols)} symbols" if len(saved) != len(symbols)
               else f"symbol {diff} is '{saved[diff]}' vs '{symbols[diff]}'")
     raise CheckpointError(f"{dict_path} does not match the dictionary of {ckpt_path} ({detail}); use the "

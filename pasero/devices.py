@@ -8,7 +8,6 @@ from pasero.errors import ConfigError
 from pasero.search_options import DTYPES
 
 
-
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present, so the same command runs on a laptop and a GPU node."""
     if name == "auto":

@@ -10,7 +10,7 @@ starts with the four specials (in that order) is taken as is.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class Dictionary:
         counts = list(counts) if counts is not None else [0] * len(symbols)
         start = len(SPECIALS) if tuple(symbols[:len(SPECIALS)]) == SPECIALS else 0
         d.counts[:start] = counts[:start]
-        for symbol, count in zip(symbols[start:], counts[start:]):
+        for symbol, count in zip(symbols[start:], counts[start:], strict=True):
             d._add(symbol, int(count))
         return d
 
@@ -108,7 +108,7 @@ class Dictionary:
         """Write fairseq's format: no specials, repeated tokens flagged for overwrite."""
         seen = set(SPECIALS)
         with atomic_output(path) as f:
-            for symbol, count in zip(self.symbols[len(SPECIALS):], self.counts[len(SPECIALS):]):
+            for symbol, count in zip(self.symbols[len(SPECIALS):], self.counts[len(SPECIALS):], strict=True):
                 flag = f" {OVERWRITE_FLAG}" if symbol in seen else ""
                 seen.add(symbol)
                 f.write(f"{symbol} {count}{flag}\n")

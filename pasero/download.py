@@ -365,7 +365,8 @@ def extract(archive: Path, target: Path) -> Path:
 
 def _corrupt(archive: Path, error: BaseException) -> DownloadError:
     return DownloadError(
-        f"{archive}: truncated or corrupt archive ({error or type(error).__name__}); delete it and rerun to download it again"
+        f"{archive}: truncated or corrupt archive ({error or type(error).__name__}); "
+        "delete it and rerun to download it again"
     )
 
 
@@ -392,7 +393,8 @@ def _inside(root: str, path: str) -> bool:
 def _check_tar_member(archive: Path, member: tarfile.TarInfo, root: str) -> None:
     path = os.path.join(root, member.name)
     if os.path.isabs(member.name) or not _inside(root, path):
-        raise DownloadError(f"{archive}: member {member.name!r} would be written outside {root}; refusing an unsafe archive")
+        raise DownloadError(f"{archive}: member {member.name!r} would be written outside {root}; "
+                            "refusing an unsafe archive")
     if member.issym() or member.islnk():
         base = os.path.dirname(path) if member.issym() else root
         link = os.path.join(base, member.linkname)
@@ -410,7 +412,8 @@ def _extract_zip(archive: Path, root: Path) -> None:
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 name = info.filename
-                if os.path.isabs(name) or name.startswith("\\") or not _inside(real_root, os.path.join(real_root, name)):
+                escapes = not _inside(real_root, os.path.join(real_root, name))
+                if os.path.isabs(name) or name.startswith("\\") or escapes:
                     raise DownloadError(
                         f"{archive}: member {name!r} would be written outside {real_root}; refusing an unsafe archive"
                     )

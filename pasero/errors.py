@@ -7,7 +7,7 @@ Anything else is a bug and keeps its traceback.
 
 import difflib
 import errno
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -14,8 +14,9 @@ import os
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from pasero.errors import DataError, DiskFullError, LockedError, is_disk_full
 

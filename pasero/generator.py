@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ class TextGenerator:
 
     @classmethod
     def build(cls, path: str | Path, device: str = "auto", dtype: str = "auto", batch_size: int | None = None,
-              **options: Any) -> "TextGenerator":
+              **options: Any) -> TextGenerator:
         """Load a model file or folder (model.pt, else checkpoint_best.pt, else checkpoint_last.pt).
 
         `options` (SearchOptions fields) override the model's decoding defaults.
@@ -160,7 +161,7 @@ class TextGenerator:
             # a seed makes sampling repeatable, yet with different random draws per batch
             batch_opts = opts if opts.seed is None else dataclasses.replace(opts, seed=opts.seed + n)
             hyps = search.generate(self.model, src, batch_opts, need_attention=return_attention)
-            for i, nbest in zip(batch.tolist(), hyps):
+            for i, nbest in zip(batch.tolist(), hyps, strict=True):
                 results[i] = [self._to_dict(h, return_scores, return_attention) for h in nbest]
         return results
 

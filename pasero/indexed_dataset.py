@@ -22,8 +22,8 @@ import contextlib
 import os
 import shutil
 import struct
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 

@@ -26,7 +26,7 @@ class EncoderOut:
     out: Tensor  # (B, S, D)
     padding_mask: Tensor  # (B, S) bool, True at padding
 
-    def index_select(self, order: Tensor) -> "EncoderOut":
+    def index_select(self, order: Tensor) -> EncoderOut:
         return EncoderOut(self.out.index_select(0, order), self.padding_mask.index_select(0, order))
 
 

@@ -7,7 +7,7 @@ still has a state_dict so that checkpoints are uniform and a future schedule can
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -41,7 +41,8 @@ class InverseSqrtSchedule:
                  warmup_init_lr: float = 1e-7, kind: str = "inverse_sqrt"):
         if kind not in ("inverse_sqrt", "constant"):
             raise ConfigError(f"unknown lr_scheduler '{kind}'; choose inverse_sqrt or constant")
-        self.optimizer, self.lr, self.warmup, self.warmup_init_lr, self.kind = optimizer, lr, warmup, warmup_init_lr, kind
+        self.optimizer, self.lr, self.kind = optimizer, lr, kind
+        self.warmup, self.warmup_init_lr = warmup, warmup_init_lr
         self.num_updates = 0
 
     def lr_at(self, num_updates: int) -> float:

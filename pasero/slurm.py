@@ -23,9 +23,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pasero.errors import ConfigError
 
@@ -56,7 +57,7 @@ class SlurmOptions:
         self.job_dir = Path(self.job_dir)
 
     @classmethod
-    def from_environment(cls, **overrides: Any) -> "SlurmOptions":
+    def from_environment(cls, **overrides: Any) -> SlurmOptions:
         """Defaults taken from PASERO_SLURM_* variables (as in profiles/slurm), then overrides."""
         values: dict[str, Any] = {
             "partition": _env("PASERO_SLURM_PARTITION") or None,

@@ -23,9 +23,10 @@ import os
 import re
 import time
 import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import sentencepiece as spm
@@ -241,7 +242,7 @@ class Tokenizer:
         cuts = starts
         if points or not all(texts):  # cut mixed-case words; empty lines give no segment
             cuts = np.union1d(starts, np.array(points, dtype=np.int64))
-        segments = [low[a:b] for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+        segments = [low[a:b] for a, b in itertools.pairwise(cuts.tolist())]
         if len(segments) < 64:  # a batch call costs a thread pool: ~0.3 ms
             encoded = [self._sp.encode(segment, out_type=int) for segment in segments]
         else:
@@ -326,7 +327,7 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int) -> Iterato
         chosen = np.zeros(total, dtype=bool)
         chosen[np.random.default_rng(seed).choice(total, size, replace=False)] = True
     offset = 0
-    for path, count in zip(paths, counts):
+    for path, count in zip(paths, counts, strict=True):
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
                 if chosen is None or chosen[offset + lineno - 1]:

@@ -36,7 +36,8 @@ NOM, ACC, DAT = 0, 1, 2
 DE_PRESENT = ("e", "st", "t", "en", "t", "en")
 DE_PAST = ("te", "test", "te", "ten", "tet", "ten")
 DE_HAVE = ("habe", "hast", "hat", "haben", "habt", "haben")
-DE_BE = {"pres": ("bin", "bist", "ist", "sind", "seid", "sind"), "past": ("war", "warst", "war", "waren", "wart", "waren")}
+DE_BE = {"pres": ("bin", "bist", "ist", "sind", "seid", "sind"),
+         "past": ("war", "warst", "war", "waren", "wart", "waren")}
 EN_BE = {"pres": ("am", "are", "is", "are", "are", "are"), "past": ("was", "were", "was", "were", "were", "were")}
 # (German nominative, accusative, dative, English subject, object, agreement slot)
 PRONOUNS = (
@@ -103,7 +104,7 @@ def lexicon() -> Lexicon:
     """The fixed vocabulary of the toy language (independent of the corpus seed)."""
     rng = random.Random(LEXICON_SEED)
     de_syllables = _syllables(rng, _DE_ONSETS, _DE_NUCLEI, _DE_CODAS)
-    cipher = dict(zip(de_syllables, _syllables(rng, _EN_ONSETS, _EN_NUCLEI, _EN_CODAS)))
+    cipher = dict(zip(de_syllables, _syllables(rng, _EN_ONSETS, _EN_NUCLEI, _EN_CODAS), strict=False))
     used = set(FUNCTION_WORDS)
 
     def stem(consonant_final: bool = False) -> tuple[str, str]:
@@ -213,7 +214,7 @@ def _de_clause(cl: Clause, order: str, front: list[str] | None = None) -> list[s
     finite, final = _de_verb(cl)
     subject = [] if cl.gap == "subj" else _de_np(cl.subject, NOM)
     middle = []
-    for obj, case in zip(cl.objects, (DAT, ACC) if len(cl.objects) == 2 else (ACC,)):
+    for obj, case in zip(cl.objects, (DAT, ACC) if len(cl.objects) == 2 else (ACC,), strict=False):
         middle += _de_np(obj, case)
     middle += ["nicht"] if cl.negated else []
     middle += [cl.adverb.de] if cl.adverb else []

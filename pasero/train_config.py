@@ -19,9 +19,10 @@ import dataclasses
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any
 
 import yaml
 
@@ -148,7 +149,7 @@ class TrainConfig:
                                                  "float16), float32, bfloat16 or float16", resumable=True)
     # Model overrides, filled from the model keys of the YAML file and the command line
     # (typing.Dict and builtins.dict: the `dict` field shadows the builtin inside this class body)
-    model_overrides: Dict[str, Any] = field(default_factory=builtins.dict)
+    model_overrides: builtins.dict[str, Any] = field(default_factory=builtins.dict)
 
     def model_config(self) -> TransformerConfig:
         return build_config(self.arch, **self.model_overrides)
@@ -216,7 +217,7 @@ def _duration_from_text(text: str) -> float:
         return seconds
     units = _UNITS.fullmatch(text)
     if text and units:
-        return sum(float(n) * unit for n, unit in zip(units.groups(), (3600, 60, 1)) if n is not None)
+        return sum(float(n) * unit for n, unit in zip(units.groups(), (3600, 60, 1), strict=True) if n is not None)
     return math.nan
 
 

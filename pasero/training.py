@@ -169,7 +169,8 @@ class Trainer:
             self.tokenizer = Tokenizer.load(cfg.tokenizer)
         limit = self.model_config.max_positions
         src, tgt = cfg.source_lang, cfg.target_lang
-        self.train_data = open_pair(cfg.data_dir, cfg.train_split, src, tgt, max_source_len=min(cfg.max_source_len, limit),
+        self.train_data = open_pair(cfg.data_dir, cfg.train_split, src, tgt,
+                                    max_source_len=min(cfg.max_source_len, limit),
                                     max_target_len=min(cfg.max_target_len, limit), max_len_ratio=cfg.max_len_ratio)
         self.valid_data = open_pair(cfg.data_dir, cfg.valid_split, src, tgt, max_source_len=limit,
                                     max_target_len=limit)

@@ -24,7 +24,7 @@ rule aggregate:
 
 rule learning_curve:
     input:
-        "results/{corpus}/{exp}/train/done",
+        rules.train.output[0],
     output:
         report(
             "results/{corpus}/{exp}/learning_curve.svg",
@@ -33,12 +33,12 @@ rule learning_curve:
             subcategory="{corpus}",
             labels={"experiment": "{corpus}/{exp}"},
         ),
-    params:
-        metrics="results/{corpus}/{exp}/train/train.jsonl",
-        title="{corpus}/{exp}",
     log:
         "results/{corpus}/{exp}/logs/learning_curve.log",
     conda:
         "../workflow/envs/pasero.yaml"
+    params:
+        metrics="results/{corpus}/{exp}/train/train.jsonl",
+        title="{corpus}/{exp}",
     script:
         "../workflow/report/learning_curve.py"

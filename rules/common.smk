@@ -186,7 +186,7 @@ def text_dir(e):
     return f"results/{e['corpus']}/{e['pair']}/text"
 
 
-def train_text(wildcards):
+def get_train_text(wildcards):
     e = exp(wildcards)
     return [f"{text_dir(e)}/train.{e['src']}", f"{text_dir(e)}/train.{e['tgt']}"]
 
@@ -230,7 +230,7 @@ def options(settings, flags=True):
 # Download --------------------------------------------------------------------------------------
 
 
-def download_options(wildcards):
+def get_download_options(wildcards):
     cfg = corpus_config(wildcards.corpus)
     args = []
     for item in cfg["download"]:
@@ -244,7 +244,7 @@ def download_options(wildcards):
     return " ".join(args)
 
 
-def local_files(wildcards):
+def get_local_files(wildcards):
     """A `local` corpus's own files are inputs, so editing them redoes the text."""
     files = corpus_config(wildcards.corpus).get("files", {})
     return [pattern.format(lang=lang) for pattern in files.values() for lang in (wildcards.src, wildcards.tgt)]
@@ -252,7 +252,38 @@ def local_files(wildcards):
 
 def get_test_set_inputs(wildcards):
     """Every archive of the corpus is fetched by the main download, so a further test set waits for it."""
-    return [*local_files(wildcards), f"results/{wildcards.corpus}/{wildcards.src}-{wildcards.tgt}/text/train.{wildcards.src}"]
+    pair = f"{wildcards.src}-{wildcards.tgt}"
+    return [*get_local_files(wildcards), f"results/{wildcards.corpus}/{pair}/text/train.{wildcards.src}"]
+
+
+def get_binarize_text(wildcards):
+    return f"{text_dir(exp(wildcards))}/{wildcards.split}.{wildcards.lang}"
+
+
+def get_options(section):
+    """A params function: the command-line options of one settings section of the experiment."""
+    return lambda wildcards: options(exp(wildcards)[section])
+
+
+def get_select_options(wildcards):
+    select = exp(wildcards)["select"]
+    return f"--{select['checkpoints']} {select['average']}"
+
+
+def get_threads(wildcards):
+    return exp(wildcards)["resources"]["threads"]
+
+
+def get_gpus(wildcards):
+    return exp(wildcards)["resources"]["gpus"]
+
+
+def get_target_lang(wildcards):
+    return exp(wildcards)["tgt"]
+
+
+def get_source(wildcards):
+    return corpus_config(wildcards.corpus)["source"]
 
 
 # Decoding and scoring --------------------------------------------------------------------------
@@ -274,6 +305,11 @@ def get_score_inputs(wildcards):
     }
 
 
+def get_score_meta(wildcards):
+    e = exp(wildcards)
+    return f"--meta corpus={e['corpus']} --meta pair={e['pair']} --meta variant={e['variant']}"
+
+
 def get_score_test_sets(wildcards, input):
     """`--test-set NAME HYP REF` for every test set but the primary one (given as -H/-r)."""
     names = exp(wildcards)["test_sets"]
@@ -286,7 +322,7 @@ def get_score_test_sets(wildcards, input):
 # Training --------------------------------------------------------------------------------------
 
 
-def train_inputs(wildcards):
+def get_train_inputs(wildcards):
     e = exp(wildcards)
     data = data_dir(e)
     langpair = f"{e['src']}-{e['tgt']}"
@@ -302,7 +338,24 @@ def train_inputs(wildcards):
     }
 
 
-def run_settings(wildcards):
+def get_train_data(wildcards):
+    return f"{data_dir(exp(wildcards))}/bin"
+
+
+def get_train_tokenizer(wildcards):
+    return f"{data_dir(exp(wildcards))}/tokenizer"
+
+
+def get_train_languages(wildcards):
+    e = exp(wildcards)
+    return f"--source-lang {e['src']} --target-lang {e['tgt']}"
+
+
+def get_train_options(wildcards):
+    return options(exp(wildcards)["train"], flags=False)
+
+
+def get_run_settings(wildcards):
     """Everything that determines the trained weights (not how fast or where they are computed): a
     param of the train rule, so that changing it reruns training."""
     e = exp(wildcards)
@@ -311,7 +364,7 @@ def run_settings(wildcards):
     return {"corpus": corpus, "tokenizer": e["tokenizer"], "dict": e["dict"], "train": e["train"]}
 
 
-def launcher(wildcards, resources):
+def get_launcher(wildcards, resources):
     """Data-parallel training on the job's GPUs: one process per GPU (torchrun), else none.
 
     A function of `resources`, so Snakemake does not count it among the params whose change reruns

@@ -5,22 +5,22 @@
 
 rule decode:
     input:
-        model="results/{corpus}/{exp}/model.pt",
+        model=rules.select.output[0],
         source=get_decode_source,
     output:
         hyp="results/{corpus}/{exp}/{testset}.hyp",
         info="results/{corpus}/{exp}/{testset}.decode.json",
-    params:
-        options=lambda w: options(exp(w)["decode"]),
     log:
         "results/{corpus}/{exp}/logs/decode.{testset}.log",
     benchmark:
         "results/{corpus}/{exp}/benchmarks/decode.{testset}.tsv"
-    threads: lambda w: exp(w)["resources"]["threads"]
-    resources:
-        gpu=lambda w: min(exp(w)["resources"]["gpus"], 1),
     conda:
         "../workflow/envs/pasero.yaml"
+    threads: get_threads
+    resources:
+        gpu=lambda w: min(get_gpus(w), 1),
+    params:
+        options=get_options("decode"),
     shell:
         "OMP_NUM_THREADS={threads} pasero-decode {input.model} -i {input.source} -o {output.hyp}"
         " --info-out {output.info} {params.options} > {log} 2>&1"

@@ -3,20 +3,20 @@
 
 rule dict:
     input:
-        text=train_text,
-        tokenizer="results/{corpus}/{exp}/tokenizer/spm.model",
+        text=get_train_text,
+        tokenizer=rules.tokenizer.output.model,
     output:
         "results/{corpus}/{exp}/dict.txt",
-    params:
-        options=lambda w: options(exp(w)["dict"]),
-        tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
     log:
         "results/{corpus}/{exp}/logs/dict.log",
     benchmark:
         "results/{corpus}/{exp}/benchmarks/dict.tsv"
-    threads: 4
     conda:
         "../workflow/envs/pasero.yaml"
+    threads: 4
+    params:
+        options=get_options("dict"),
+        tokenizer=lambda w, input: os.path.dirname(input.tokenizer),
     shell:
         "pasero-build-dict -i {input.text} --tokenizer {params.tokenizer} -o {output} {params.options}"
         " --workers {threads} > {log} 2>&1"

@@ -14,17 +14,17 @@ rule download:
         valid_tgt="results/{corpus}/{src}-{tgt}/text/valid.{tgt}",
         test_src="results/{corpus}/{src}-{tgt}/text/test.{src}",
         test_tgt="results/{corpus}/{src}-{tgt}/text/test.{tgt}",
-    params:
-        source=lambda w: corpus_config(w.corpus)["source"],
-        options=download_options,
-        raw_dir="results/{corpus}/raw",
-        text_dir=lambda w, output: os.path.dirname(output.train_src),
     log:
         "results/{corpus}/{src}-{tgt}/logs/download.log",
     benchmark:
         "results/{corpus}/{src}-{tgt}/benchmarks/download.tsv"
     conda:
         "../workflow/envs/pasero.yaml"
+    params:
+        source=get_source,
+        options=download_options,
+        raw_dir="results/{corpus}/raw",
+        text_dir=lambda w, output: os.path.dirname(output.train_src),
     shell:
         "pasero-download --source {params.source} --pair {wildcards.src}-{wildcards.tgt}"
         " --raw-dir {params.raw_dir} -o {params.text_dir} {params.options} > {log} 2>&1"
@@ -37,17 +37,17 @@ rule download_test_set:
     output:
         src="results/{corpus}/{src}-{tgt}/text/{testset}.{src}",
         tgt="results/{corpus}/{src}-{tgt}/text/{testset}.{tgt}",
-    params:
-        source=lambda w: corpus_config(w.corpus)["source"],
-        options=download_options,
-        raw_dir="results/{corpus}/raw",
-        text_dir=lambda w, output: os.path.dirname(output.src),
     log:
         "results/{corpus}/{src}-{tgt}/logs/download.{testset}.log",
     wildcard_constraints:
         testset=r"(?!(?:train|valid|test)\.)[A-Za-z0-9_]+",
     conda:
         "../workflow/envs/pasero.yaml"
+    params:
+        source=get_source,
+        options=download_options,
+        raw_dir="results/{corpus}/raw",
+        text_dir=lambda w, output: os.path.dirname(output.src),
     shell:
         "pasero-download --source {params.source} --pair {wildcards.src}-{wildcards.tgt}"
         " --raw-dir {params.raw_dir} -o {params.text_dir} --test-set {wildcards.testset} {params.options}"

@@ -9,19 +9,17 @@ rule score:
     output:
         bleu="results/{corpus}/{exp}/bleu.txt",
         json="results/{corpus}/{exp}/scores.json",
-    params:
-        options=lambda w: options(exp(w)["score"]),
-        test_sets=get_score_test_sets,
-        lang=lambda w: exp(w)["tgt"],
-        meta=lambda w: (
-            f"--meta corpus={w.corpus} --meta pair={exp(w)['pair']} --meta variant={exp(w)['variant']}"
-        ),
     log:
         "results/{corpus}/{exp}/logs/score.log",
     benchmark:
         "results/{corpus}/{exp}/benchmarks/score.tsv"
     conda:
         "../workflow/envs/pasero.yaml"
+    params:
+        options=get_options("score"),
+        test_sets=get_score_test_sets,
+        lang=get_target_lang,
+        meta=get_score_meta,
     shell:
         "pasero-score -H {input.hyps[0]} -r {input.refs[0]} {params.test_sets} --lang {params.lang}"
         " -o {output.bleu} --json {output.json} --info {input.info} {params.meta} {params.options} > {log} 2>&1"

@@ -4,17 +4,17 @@
 
 rule select:
     input:
-        "results/{corpus}/{exp}/train/done",
+        rules.train.output[0],
     output:
         "results/{corpus}/{exp}/model.pt",
-    params:
-        dir=lambda w, input: os.path.dirname(input[0]),
-        which=lambda w: f"--{exp(w)['select']['checkpoints']} {exp(w)['select']['average']}",
     log:
         "results/{corpus}/{exp}/logs/select.log",
     benchmark:
         "results/{corpus}/{exp}/benchmarks/select.tsv"
     conda:
         "../workflow/envs/pasero.yaml"
+    params:
+        dir=lambda w, input: os.path.dirname(input[0]),
+        which=get_select_options,
     shell:
         "pasero-average-checkpoints {params.dir} -o {output} {params.which} > {log} 2>&1"

@@ -23,26 +23,26 @@
 
 rule train:
     input:
-        unpack(train_inputs),
+        unpack(get_train_inputs),
     output:
         touch("results/{corpus}/{exp}/train/done"),
-    params:
-        dir=lambda w, output: os.path.dirname(output[0]),
-        data=lambda w: f"{data_dir(exp(w))}/bin",
-        tokenizer=lambda w: f"{data_dir(exp(w))}/tokenizer",
-        langs=lambda w: f"--source-lang {exp(w)['src']} --target-lang {exp(w)['tgt']}",
-        options=lambda w: options(exp(w)["train"], flags=False),
-        settings=run_settings,
-        launcher=launcher,
     log:
         "results/{corpus}/{exp}/logs/train.log",
     benchmark:
         "results/{corpus}/{exp}/benchmarks/train.tsv"
-    threads: lambda w: exp(w)["resources"]["threads"]
-    resources:
-        gpu=lambda w: exp(w)["resources"]["gpus"],
     conda:
         "../workflow/envs/pasero.yaml"
+    threads: get_threads
+    resources:
+        gpu=get_gpus,
+    params:
+        dir=lambda w, output: os.path.dirname(output[0]),
+        data=get_train_data,
+        tokenizer=get_train_tokenizer,
+        langs=get_train_languages,
+        options=get_train_options,
+        settings=get_run_settings,
+        launcher=get_launcher,
     shell:
         "OMP_NUM_THREADS={threads} exec {params.launcher}pasero-train --data-dir {params.data} --dict {input.dict}"
         " --tokenizer {params.tokenizer} --model-dir {params.dir} {params.langs} {params.options}"

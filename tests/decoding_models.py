@@ -67,7 +67,7 @@ def word_corpus(n: int, seed: int) -> list[str]:
     return lines
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def copy_checkpoint_state(steps: int = 150) -> bytes:
     """A complete inference checkpoint (tokenizer, dictionary, decoding defaults, provenance) of a
     tiny model trained to copy sentences of WORDS. Serialized once per test session."""

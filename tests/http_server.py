@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "FileServer"
+    server: FileServer
 
     def log_message(self, format, *args):  # keep test output quiet
         pass

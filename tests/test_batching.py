@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from train_helpers import VOCAB, make_corpus, write_split
 
 from pasero.batching import BatchIterator, fixed_batches, open_pair, shard
 from pasero.criterion import LabelSmoothedCrossEntropy, perplexity
 from pasero.dictionary import Dictionary
 from pasero.errors import DataError
 from pasero.optim import InverseSqrtSchedule, build_optimizer
-from train_helpers import VOCAB, make_corpus, write_split
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_batches_respect_max_tokens_and_cover_the_epoch(corpus):
     padded = sum(len(b) * longest[b].max() for b in batches)
     assert padded < 1.15 * longest.sum()
     same = BatchIterator(data, max_tokens=100, seed=3).epoch_batches(1)
-    assert all(np.array_equal(a, b) for a, b in zip(batches, same))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, same, strict=True))
     other_epoch = it.epoch_batches(2)
     assert [b.tolist() for b in other_epoch] != [b.tolist() for b in batches]
 
@@ -72,7 +72,7 @@ def test_iterator_resumes_at_the_same_batch_and_crosses_epochs(corpus):
     resumed.load_state_dict(state)
     for _ in range(3):
         a, b = it.next_step(), resumed.next_step()
-        assert len(a) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b))
+        assert len(a) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert it.epoch == resumed.epoch == 2 and it.offset == 4
     assert [x.tolist() for x in shard(a, 1, 2)] == [a[1].tolist()]
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from text_data import train, write_corpus
 
 from pasero.binarize import binarize, build_dictionary, line_ranges, read_range
 from pasero.cli.data import binarize_main, build_dict_main
 from pasero.dictionary import Dictionary
 from pasero.errors import DataError
 from pasero.indexed_dataset import IndexedDataset
-from text_data import train, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_dictionary_from_tokenizer_keeps_every_piece_and_symbol(setup, tmp_path)
     small = Dictionary.load(tmp_path / "d.txt")
     assert code == 0 and len(small) < len(dictionary) and len(small) % 8 == 0
     assert {"<T>", "<U>", "<lang:en>"} <= set(small.symbols)
-    assert all(c >= 50 for s, c in zip(small.symbols, small.counts) if s.startswith("▁"))
+    assert all(c >= 50 for s, c in zip(small.symbols, small.counts, strict=True) if s.startswith("▁"))
 
 
 def test_dictionary_of_pretokenized_text(tmp_path):

@@ -9,14 +9,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from train_helpers import make_corpus, write_config
 
 from pasero import checkpoints
 from pasero.cli.train import average_main, train_main
 from pasero.distributed import env_info, first_host
 from pasero.errors import CheckpointError
-from pasero.training import Trainer
 from pasero.train_config import load_config
-from train_helpers import make_corpus, write_config
+from pasero.training import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,8 @@ def write_local(tmp_path, n=5, overrides=None, splits=("train", "valid", "test")
     for split in splits:
         for lang in ("de", "en"):
             path = tmp_path / f"{split}.{lang}"
-            path.write_bytes((overrides or {}).get(path.name, "".join(f"{split} {i} {lang}\n" for i in range(n)).encode()))
+            default = "".join(f"{split} {i} {lang}\n" for i in range(n)).encode()
+            path.write_bytes((overrides or {}).get(path.name, default))
     # One --files per split, as the workflow passes them (one --files with three also works).
     return [a for s in splits for a in ("--files", f"{s}={tmp_path}/{s}.{{lang}}")]
 

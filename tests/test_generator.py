@@ -16,7 +16,7 @@ def assert_same(a, b):
     """Same hypotheses, scores equal up to float noise (batch shapes change the summation order)."""
     assert [[h["detok"] for h in nbest] for nbest in a] == [[h["detok"] for h in nbest] for nbest in b]
     assert [[h["tokens"] for h in nbest] for nbest in a] == [[h["tokens"] for h in nbest] for nbest in b]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert [h["score"] for h in x] == pytest.approx([h["score"] for h in y], abs=1e-4)
 
 
@@ -34,7 +34,7 @@ def test_translates_text_with_the_embedded_tokenizer(generator):
     out = generator.decode(LINES)
     assert len(out) == len(LINES) and all(len(nbest) == 1 for nbest in out)
     # The model learnt to copy: most sentences come back unchanged, each at its own position.
-    assert sum(nbest[0]["detok"] == line for nbest, line in zip(out, LINES)) >= 0.7 * len(LINES)
+    assert sum(nbest[0]["detok"] == line for nbest, line in zip(out, LINES, strict=True)) >= 0.7 * len(LINES)
     first = out[0][0]
     assert first["tokens"] == generator.tokenize(first["detok"]).split()
     assert set(first) == {"tokens", "detok", "score", "normalized_score"}
@@ -45,9 +45,10 @@ def test_same_as_searching_the_encoded_sentences_one_by_one(generator):
     """Sorting by length, batching by tokens and restoring the order change nothing."""
     small_batches = generator.decode(LINES, batch_size=12)
     assert_same(small_batches, generator.decode(LINES))
-    for line, nbest in zip(LINES[:8], small_batches):
+    for line, nbest in zip(LINES[:8], small_batches, strict=True):
         ids = torch.as_tensor(generator.dictionary.encode(generator.tokenizer.tokenize(line)))
-        hyp = search.beam_search(generator.model, ids[None], SearchOptions(beam_size=3, max_len_a=1.0, max_len_b=5))[0][0]
+        options = SearchOptions(beam_size=3, max_len_a=1.0, max_len_b=5)
+        hyp = search.beam_search(generator.model, ids[None], options)[0][0]
         assert nbest[0]["detok"] == generator.tokenizer.detokenize(generator.dictionary.decode(hyp.tokens))
         assert nbest[0]["score"] == pytest.approx(hyp.score, abs=1e-4)
 
@@ -77,7 +78,7 @@ def test_defaults_come_from_the_model_and_can_be_overridden(model_path, generato
 
 def test_attention_sampling_and_long_inputs(generator, caplog):
     out = generator.decode(LINES[:3], return_attention=True)
-    for line, nbest in zip(LINES, out):
+    for line, nbest in zip(LINES, out, strict=True):
         src_len = len(generator.tokenize(line).split()) + 1
         assert nbest[0]["attention"].shape == (len(nbest[0]["tokens"]) + 1, src_len)
     a = generator.decode(LINES, sampling=True, temperature=2.0, seed=1, batch_size=20)

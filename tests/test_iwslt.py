@@ -57,7 +57,8 @@ def iwslt14_talks():
     talks = []
     for t in range(3):
         rows = [(f"Satz {t} {k} {words(k % 5 + 1, 'De')}", f"Sentence {t} {k} {words(k % 5 + 2, 'En')}",
-                 (f"satz {t} {k} {words(k % 5 + 1, 'de')}".lower(), f"sentence {t} {k} {words(k % 5 + 2, 'en')}".lower()))
+                 (f"satz {t} {k} {words(k % 5 + 1, 'de')}".lower(),
+                  f"sentence {t} {k} {words(k % 5 + 2, 'en')}".lower()))
                 for k in range(40)]
         if t == 1:
             rows[3:3] = [(de, en, (de.lower(), en.lower()) if kept else None) for de, en, kept in clean_corpus_cases()]
@@ -106,8 +107,8 @@ def test_iwslt14_is_prepared_as_fairseqs_script(server, tmp_path, caplog):
     assert len(expected) == 3 * (3 + 40) + 4 + 2 == 135
     train = [pair for n, pair in enumerate(expected, 1) if n % 23]
     valid = [pair for n, pair in enumerate(expected, 1) if n % 23 == 0]
-    assert list(zip(lines(out / "train.de"), lines(out / "train.en"))) == train
-    assert list(zip(lines(out / "valid.de"), lines(out / "valid.en"))) == valid and len(valid) == 5
+    assert list(zip(lines(out / "train.de"), lines(out / "train.en"), strict=True)) == train
+    assert list(zip(lines(out / "valid.de"), lines(out / "valid.en"), strict=True)) == valid and len(valid) == 5
     # Dev/test: seg tags removed, ’ -> ', tokenized without XML unescaping, lower-cased.
     assert lines(out / "test.en") == [f"it &apos;s {s.lower()} {i} en &amp; amp ; co" for s in IWSLT14_SETS
                                       for i in range(3)]
@@ -132,7 +133,8 @@ def test_iwslt14_unknown_test_set_lists_the_names(server, tmp_path, capsys):
     assert run("--source", "iwslt14", "--pair", "de-en", "--raw-dir", tmp_path / "raw", "-o", out,
                "--url", url, "--test-set", "tst2013") == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and f"iwslt14 corpus has no such test set for de-en; it has: {', '.join(IWSLT14_NAMES)}" in err
+    assert "\n" not in err
+    assert f"iwslt14 corpus has no such test set for de-en; it has: {', '.join(IWSLT14_NAMES)}" in err
     assert not out.exists()
 
 
@@ -159,7 +161,8 @@ def test_parallel_tokenization_keeps_the_order():
     ("iwslt17", ("en", "line 31 en", "<i>line 31 en</i>"), "talk 1 has 32 lines in the first but 31 in the second"),
     # fairseq drops any line containing <url>: a text line with one, on one side only.
     ("iwslt14", ("de", "line 5 de", "line 5 de <url>"), "talk 0 has 32 lines in the first but 33 in the second"),
-    ("iwslt17", ("de", "<talkid>1</talkid>", "<talkid>7</talkid>"), "talk number 2 is 7 in the first but 1 in the second"),
+    ("iwslt17", ("de", "<talkid>1</talkid>", "<talkid>7</talkid>"),
+     "talk number 2 is 7 in the first but 1 in the second"),
 ])
 def test_training_files_are_checked_talk_by_talk(server, tmp_path, capsys, source, edit, message):
     year = 14 if source == "iwslt14" else 17

@@ -53,7 +53,7 @@ def test_equals_sacrebleu_command_line(tmp_path, capsys, tok, lowercase):
     assert capsys.readouterr().out.splitlines() == expected
 
     scores = json.loads((tmp_path / "scores.json").read_text())
-    for name, line in zip(scoring.METRICS, expected):
+    for name, line in zip(scoring.METRICS, expected, strict=True):
         head, value = line.split(" = ", 1)
         assert f"{scores[name]:.1f}" == value.split()[0]
         assert head.split("|", 1)[1] == scores["signatures"][name]

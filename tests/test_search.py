@@ -59,9 +59,9 @@ class NoCacheModel(torch.nn.Module):
 
 def assert_same_hypotheses(a, b, atol=1e-4):
     assert len(a) == len(b)
-    for hyps_a, hyps_b in zip(a, b):
+    for hyps_a, hyps_b in zip(a, b, strict=True):
         assert [h.tokens.tolist() for h in hyps_a] == [h.tokens.tolist() for h in hyps_b]
-        for x, y in zip(hyps_a, hyps_b):
+        for x, y in zip(hyps_a, hyps_b, strict=True):
             assert x.score == pytest.approx(y.score, abs=atol)
             assert x.normalized_score == pytest.approx(y.normalized_score, abs=atol)
             torch.testing.assert_close(x.positional_scores, y.positional_scores, atol=atol, rtol=0)
@@ -148,11 +148,13 @@ def test_nbest_sorted_distinct_and_complete(model, src):
 
 def test_min_and_max_length(model, src):
     src_lens = src.ne(1).sum(1).tolist()
-    for i, hyps in enumerate(search.beam_search(model, src, SearchOptions(beam_size=4, nbest=4, min_len=9, max_len_b=30))):
+    for hyps in search.beam_search(model, src, SearchOptions(beam_size=4, nbest=4, min_len=9, max_len_b=30)):
         assert all(len(h.tokens) - 1 >= 9 for h in hyps)
     for max_len_a, max_len_b in [(0.0, 2), (0.5, 1)]:
         for sampling, beam in [(False, 4), (False, 1), (True, 1)]:
-            results = search.generate(model, src, SearchOptions(beam_size=beam, sampling=sampling, seed=0, max_len_a=max_len_a, max_len_b=max_len_b))
+            options = SearchOptions(beam_size=beam, sampling=sampling, seed=0, max_len_a=max_len_a,
+                                    max_len_b=max_len_b)
+            results = search.generate(model, src, options)
             for i, hyps in enumerate(results):
                 limit = int(max_len_a * src_lens[i] + max_len_b)
                 assert all(len(h.tokens) - 1 <= limit and h.tokens[-1] == EOS for h in hyps)

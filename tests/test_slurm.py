@@ -25,8 +25,7 @@ import pytest
 
 from pasero.checkpoints import load_checkpoint
 from pasero.errors import ConfigError
-from pasero.slurm import (SlurmOptions, add_slurm_arguments, options_from_args, placement,
-                          strip_slurm_arguments, submit)
+from pasero.slurm import SlurmOptions, add_slurm_arguments, options_from_args, placement, strip_slurm_arguments, submit
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_SCRIPTS = REPO / "tests" / "slurm"

@@ -11,11 +11,11 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from text_data import train, write_corpus
 
 from pasero.cli.data import build_tokenizer_main, detokenize_main, tokenize_main
 from pasero.errors import ConfigError, DataError
 from pasero.tokenizer import Tokenizer
-from text_data import train, write_corpus
 
 BIN = Path(sys.executable).parent
 PROPERTY = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

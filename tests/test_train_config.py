@@ -9,8 +9,8 @@ import yaml
 
 from pasero.cli.train import _train_parser, train_main
 from pasero.errors import ConfigError
-from pasero.options import cli_values
 from pasero.model_config import CONFIG_FIELDS
+from pasero.options import cli_values
 from pasero.train_config import TrainConfig, load_config, save_config, train_fields
 
 REQUIRED = dict(data_dir="results/toy/{pair}/bin", model_dir="results/toy/{pair}/train", source_lang="de",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from train_helpers import VOCAB, make_corpus, write_config
 
 from pasero.checkpoints import changed_inputs, load_checkpoint
 from pasero.cli.train import _train_parser, train_main
@@ -23,7 +24,6 @@ from pasero.errors import ConfigError, TrainingError
 from pasero.options import cli_values
 from pasero.train_config import load_config, parse_duration
 from pasero.training import EXIT_INTERRUPTED, MAX_NONFINITE_UPDATES, Trainer
-from train_helpers import VOCAB, make_corpus, write_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -376,7 +376,8 @@ def test_a_nan_validation_never_becomes_the_best(tmp_path):
             trainer.validate_and_save()
             if step == 1:
                 assert trainer.metrics["best"] is None and trainer.metrics["bad_validations"] == 1
-        assert (trainer.metrics["best"], trainer.metrics["best_step"], trainer.metrics["bad_validations"]) == (10.0, 2, 1)
+        m = trainer.metrics
+        assert (m["best"], m["best_step"], m["bad_validations"]) == (10.0, 2, 1)
         assert load_checkpoint(Path(cfg.model_dir) / "checkpoint_best.pt")["step"] == 2
     finally:
         trainer._lock.close()

@@ -353,7 +353,8 @@ def test_a_duplicate_key_or_a_yaml_error_names_the_line(tmp_path):
     config_file.write_text(text.replace("    lr: 0.003\n", "    lr: 0.003\n    lr: 0.01\n"))
     result = snakemake(path, "-n", ok=False)
     line = config_file.read_text().splitlines().index("    lr: 0.01") + 1
-    assert f"config/config.yaml:{line}: duplicate key 'lr' (first at line {line - 1}); keep one of them" in result.output
+    message = f"config/config.yaml:{line}: duplicate key 'lr' (first at line {line - 1}); keep one of them"
+    assert message in result.output
     config_file.write_text(text + "variants:\n  mine: {tokenizer: {vocab_size: 300}, files: {x: a.{lang}}}\n")
     result = snakemake(path, "-n", ok=False)
     assert re.search(r"config/config\.yaml:\d+:\d+: invalid YAML \(.*\); quote values", result.output), result.output

@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from pasero.errors import DiskFullError, PaseroError, is_disk_full
 

@@ -13,7 +13,8 @@ import logging
 import os
 import stat
 import sys
-from typing import BinaryIO, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO
 
 from pasero import binarize as binarizer
 from pasero.cli.common import command, setup_logging

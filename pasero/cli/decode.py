@@ -17,9 +17,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from pasero import scoring, slurm
 from pasero.cli.common import command, setup_logging
@@ -47,9 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--ref", nargs="+", default=[], help="references, one per input: print BLEU/chrF at the end")
     p.add_argument("-s", "--source-lang", help="source language code for {src} (default: the model's)")
     p.add_argument("-t", "--target-lang", help="target language code for {tgt} (default: the model's)")
-    add_arguments(p.add_argument_group("search (defaults: the model's inference settings, else those shown)"), SearchOptions)
+    search = p.add_argument_group("search (defaults: the model's inference settings, else those shown)")
+    add_arguments(search, SearchOptions)
     r = p.add_argument_group("runtime")
-    add_arguments(r, DecodeOptions, only=set(DecodeOptions.__dataclass_fields__) - set(SearchOptions.__dataclass_fields__))
+    runtime = set(DecodeOptions.__dataclass_fields__) - set(SearchOptions.__dataclass_fields__)
+    add_arguments(r, DecodeOptions, only=runtime)
     r.add_argument("-v", "--verbose", action="store_true",
                    help="print fairseq-style S-/T-/H-/D-/P- lines (scores in base 2); with stdout output, "
                         "instead of the plain translations")
@@ -119,7 +122,7 @@ class Translator:
                 out.write("".join(line + "\n" for line in best))
                 out.flush()
             if self.verbose:
-                for k, (line, nbest) in enumerate(zip(chunk, results)):
+                for k, (line, nbest) in enumerate(zip(chunk, results, strict=True)):
                     i = first_id + len(translations) - len(chunk) + k
                     self.print_verbose(i, line, refs[i] if refs is not None and i < len(refs) else None, nbest)
                 sys.stdout.flush()
@@ -201,7 +204,7 @@ def _decode(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     inputs = [expand(p, src, tgt) for p in args.input] or [None]
     outputs = [expand(p, src, tgt) for p in args.output] or [None] * len(inputs)
     refs = [expand(p, src, tgt) for p in args.ref] or [None] * len(inputs)
-    for input_path, ref_path in zip(inputs, refs):  # fail now rather than after hours of decoding
+    for input_path, ref_path in zip(inputs, refs, strict=True):  # fail now rather than after hours of decoding
         if input_path and not Path(input_path).is_file():
             raise DataError(f"{input_path}: no such input file")
         if ref_path and input_path and count_lines(ref_path) != count_lines(input_path):
@@ -211,7 +214,7 @@ def _decode(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     translator = Translator(generator, args.verbose)
     bleu_tok = args.bleu_tok or generator.bleu_tok
     report, n_output = [], 0
-    for input_path, output_path, ref_path in zip(inputs, outputs, refs):
+    for input_path, output_path, ref_path in zip(inputs, outputs, refs, strict=True):
         ref_lines = read_text(ref_path) if ref_path else None
         hyps = translate(translator, input_path, output_path, args, options.buffer_size, ref_lines)
         n_output += len(hyps)

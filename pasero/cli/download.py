@@ -76,7 +76,7 @@ def _downloads(urls: list[str], checksums: list[str]) -> list[tuple[str, Checksu
         raise ConfigError(f"{len(urls)} --url but {len(checksums)} --checksum: give one checksum per URL "
                           "(or 'none'), in the same order")
     parsed = [None if c.strip().lower() in ("", "none", "null") else Checksum.parse(c) for c in checksums]
-    return list(zip(urls, parsed or [None] * len(urls)))
+    return list(zip(urls, parsed or [None] * len(urls), strict=True))
 
 
 def _sizes(items: list[str]) -> dict[str, int] | None:

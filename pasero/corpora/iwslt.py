@@ -177,7 +177,7 @@ def aligned_pairs(path_src: Path, path_tgt: Path, keep: Callable[[str], str | No
             raise DataError(f"{where}: talk {a.key} has {len(a.lines)} lines in the first but {len(b.lines)} "
                             "in the second (a text line taken for a tag on one side?); fix or remove that talk")
         n_talks, n_lines = n_talks + 1, n_lines + len(a.lines)
-        yield from zip(a.lines, b.lines)
+        yield from zip(a.lines, b.lines, strict=True)
     logger.info("%s, %s: %d talks, %d lines per side after the tag filter", path_src.name, path_tgt.name,
                 n_talks, n_lines)
 
@@ -230,7 +230,8 @@ def fairseq_set_pairs(files: IwsltFiles, name: str, src: str, tgt: str) -> Itera
     path_src, path_tgt = files.set_paths(name, src, tgt)
     raw = parallel(fairseq_segments(path_src), fairseq_segments(path_tgt), path_src, path_tgt)
     n = 0
-    for n, (a, b) in enumerate(tokenize_pairs(raw, src, tgt), 1):
+    for a, b in tokenize_pairs(raw, src, tgt):
+        n += 1
         yield lowercase(a), lowercase(b)
     logger.info("%s: %d segments", name, n)
 

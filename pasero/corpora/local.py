@@ -19,7 +19,8 @@ def local(options: CorpusOptions, src: str, tgt: str) -> Corpus:
     missing = [split for split in SPLITS if split not in options.files]
     bad = [name for name in options.files if not SET_NAME.fullmatch(name)]
     if missing or bad:
-        raise ConfigError(f"local corpus: give --files for {', '.join(SPLITS)} (missing: {', '.join(missing) or 'none'}); "
+        raise ConfigError(f"local corpus: give --files for {', '.join(SPLITS)} "
+                          f"(missing: {', '.join(missing) or 'none'}); "
                           f"further test set names are letters, digits and _ (bad: {', '.join(bad) or 'none'})")
     paths = {name: _paths(name, pattern, src, tgt) for name, pattern in options.files.items()}
     splits = {split: parallel(read_lines(paths[split][0]), read_lines(paths[split][1]), *paths[split])
@@ -31,7 +32,8 @@ def local(options: CorpusOptions, src: str, tgt: str) -> Corpus:
 def _paths(name: str, pattern: str, src: str, tgt: str) -> tuple[Path, Path]:
     """The two files of one split, checked to exist and to have the same number of lines."""
     if "{lang}" not in pattern:
-        raise ConfigError(f"local corpus: the {name} pattern {pattern!r} needs a {{lang}} placeholder, e.g. train.{{lang}}")
+        raise ConfigError(f"local corpus: the {name} pattern {pattern!r} needs a {{lang}} placeholder, "
+                          "e.g. train.{lang}")
     path_src, path_tgt = (Path(pattern.replace("{lang}", lang)) for lang in (src, tgt))
     for path in (path_src, path_tgt):
         if not path.is_file():
