@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from pasero.dictionary import Dictionary
 from pasero.errors import ConfigError, DataError
 from pasero.indexed_dataset import IndexedDataset, dataset_exists
 
 logger = logging.getLogger(__name__)
 
-PAD, EOS = 1, 2
+PAD, EOS = Dictionary.pad_idx, Dictionary.eos_idx
 
 
 @dataclass

@@ -27,6 +27,7 @@ import numpy as np
 
 from pasero.dictionary import Dictionary
 from pasero.errors import DataError
+from pasero.files import invalid_utf8
 from pasero.indexed_dataset import IndexedDatasetBuilder, best_dtype
 from pasero.tokenizer import Tokenizer
 
@@ -119,8 +120,7 @@ def _check_input(path: str | os.PathLike) -> None:
 def _bad_line_error(path: str | os.PathLike, start: int, error: _BadLine) -> DataError:
     with open(path, "rb") as f:
         before = f.read(start).count(b"\n")
-    return DataError(f"{path}:{before + error.line}: invalid UTF-8 (byte {error.byte}); "
-                     "re-encode the file as UTF-8")
+    return invalid_utf8(path, before + error.line, error.byte)
 
 
 # -- encoding --------------------------------------------------------------------------

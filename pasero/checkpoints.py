@@ -31,7 +31,7 @@ from pasero.errors import CheckpointError
 from pasero.files import atomic_output, atomic_path
 from pasero.model import Transformer
 from pasero.model_config import TransformerConfig
-from pasero.train_config import BEST_METRICS, RESUMABLE_FIELDS
+from pasero.metrics import lower_is_better
 
 logger = logging.getLogger(__name__)
 
@@ -250,14 +250,14 @@ def fingerprint(paths: Sequence[str | os.PathLike]) -> str:
     return digest.hexdigest()
 
 
-def changed_inputs(ckpt: dict[str, Any], train_config: dict[str, Any], symbols: Sequence[str],
-                   tokenizer: dict[str, Any] | None, train_data: str) -> list[str]:
+def changed_inputs(ckpt: dict[str, Any], train_config: dict[str, Any], resumable: frozenset[str],
+                   symbols: Sequence[str], tokenizer: dict[str, Any] | None, train_data: str) -> list[str]:
     """What determines the weights and differs between the run that wrote `ckpt` and the current
-    inputs (resolved training config, dictionary symbols, tokenizer state, training data
-    fingerprint); [] when resuming would compute what a fresh run computes."""
+    inputs (resolved training config but its `resumable` options, dictionary symbols, tokenizer
+    state, training data fingerprint); [] when resuming would compute what a fresh run computes."""
     saved = ckpt.get("train_config") or {}
     changes = [f"{key} {saved.get(key)} -> {train_config.get(key)}"
-               for key in sorted((set(saved) | set(train_config)) - RESUMABLE_FIELDS)
+               for key in sorted((set(saved) | set(train_config)) - resumable)
                if saved.get(key) != train_config.get(key)]
     step, max_steps = int(ckpt.get("step", 0)), train_config.get("max_steps")
     if max_steps is not None and step > max_steps:  # a fresh run would stop earlier
@@ -364,7 +364,7 @@ def _best_by_history(model_dir: Path, found: list[tuple[int, Path]], name: str, 
                      n: int) -> list[Path]:
     on_disk = dict(found)
     paths, missing = [], []
-    for step in rank_steps(history, BEST_METRICS.get(name, "min") == "min")[:n]:
+    for step in rank_steps(history, lower_is_better(name))[:n]:
         if step in on_disk:
             paths.append(on_disk[step])
         elif _holds_step(model_dir / "checkpoint_best.pt", step):
@@ -396,7 +396,7 @@ def _best_on_disk(model_dir: Path, found: list[tuple[int, Path]], metric: str | 
             values[step] = float(value)
     if not values:
         raise CheckpointError(f"{model_dir}: no checkpoint has a recorded validation '{metric or 'best_metric'}'")
-    return [paths[s] for s in rank_steps(values, BEST_METRICS.get(name or "nll", "min") == "min")[:n]]
+    return [paths[s] for s in rank_steps(values, lower_is_better(name))[:n]]
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:

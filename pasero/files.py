@@ -131,6 +131,26 @@ def _name_the_output(error: BaseException, path: Path) -> None:
         raise DiskFullError(path) from error
 
 
+def invalid_utf8(where: object, lineno: int, byte: int) -> DataError:
+    """The one message for a line that is not UTF-8: which file (or stdin) and line, and the fix."""
+    return DataError(f"{where}:{lineno}: invalid UTF-8 (byte {byte}); re-encode it as UTF-8")
+
+
+def decode_line(raw: bytes, where: object, lineno: int) -> str:
+    """A line read in binary, decoded; invalid UTF-8 is a DataError naming `where` and the line,
+    not a UnicodeDecodeError deep inside a pipeline step."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise invalid_utf8(where, lineno, e.start) from None
+
+
+def expand_langs(text: str, src: str | None, tgt: str | None) -> str:
+    """`{src}`, `{tgt}` and `{pair}` (src-tgt) replaced with language codes, so that one path or
+    config serves every language pair."""
+    return text.replace("{src}", src or "").replace("{tgt}", tgt or "").replace("{pair}", f"{src}-{tgt}")
+
+
 def read_lines(path: str | os.PathLike) -> Iterator[str]:
     """Yield the lines of a UTF-8 text file without their newline.
 
@@ -144,12 +164,7 @@ def read_lines(path: str | os.PathLike) -> Iterator[str]:
         raise DataError(f"{path}: no such file")
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(
-                    f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as UTF-8"
-                ) from None
+            line = decode_line(raw, path, lineno)
             if lineno == 1:
                 line = line.removeprefix("\ufeff")
             yield line.rstrip("\r\n")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from pasero.dictionary import Dictionary
 from pasero.errors import ConfigError
 from pasero.options import check_values
 from pasero.search_options import SearchOptions
@@ -34,7 +35,7 @@ from pasero.search_options import SearchOptions
 if TYPE_CHECKING:
     from pasero.model import Transformer
 
-PAD, EOS = 1, 2
+PAD, EOS = Dictionary.pad_idx, Dictionary.eos_idx
 NEG_INF = float("-inf")
 
 

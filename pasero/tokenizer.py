@@ -34,7 +34,7 @@ import yaml
 
 from pasero import casing
 from pasero.errors import ConfigError, DataError
-from pasero.files import atomic_output, count_lines
+from pasero.files import atomic_output, count_lines, decode_line
 
 logger = logging.getLogger(__name__)
 
@@ -331,12 +331,7 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int) -> Iterato
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
                 if chosen is None or chosen[offset + lineno - 1]:
-                    try:
-                        yield raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        raise DataError(
-                            f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as UTF-8"
-                        ) from None
+                    yield decode_line(raw, path, lineno)
         offset += count
 
 

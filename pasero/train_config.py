@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from pasero.errors import ConfigError
-from pasero.files import atomic_output
+from pasero.files import atomic_output, expand_langs
+from pasero.metrics import BEST_METRICS, lower_is_better
 from pasero.model_config import ARCHITECTURES, CONFIG_FIELDS, DEFAULT_ARCH, TransformerConfig, build_config
 from pasero.options import (
     add_arguments,
@@ -43,7 +44,6 @@ from pasero.options import (
 )
 from pasero.search_options import DecodeOptions, SearchOptions
 
-BEST_METRICS = {"loss": "min", "nll": "min", "ppl": "min", "bleu": "max", "chrf": "max"}
 
 
 def _bleu_tokenizers() -> list[str]:
@@ -170,7 +170,7 @@ class TrainConfig:
         return out
 
     def best_is_lower(self) -> bool:
-        return BEST_METRICS[self.best_metric] == "min"
+        return lower_is_better(self.best_metric)
 
 
 def train_fields() -> list[dataclasses.Field]:
@@ -241,7 +241,7 @@ def _normalize(mapping: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def _substitute(value: Any, src: str | None, tgt: str | None) -> Any:
     if isinstance(value, str) and src and tgt:
-        return value.replace("{src}", src).replace("{tgt}", tgt).replace("{pair}", f"{src}-{tgt}")
+        return expand_langs(value, src, tgt)
     if isinstance(value, list):
         return [_substitute(v, src, tgt) for v in value]
     return value

@@ -50,7 +50,7 @@ from pasero.files import LogFile, atomic_output, file_lock
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
 from pasero.tokenizer import Tokenizer
-from pasero.train_config import TrainConfig, format_duration, save_config
+from pasero.train_config import RESUMABLE_FIELDS, TrainConfig, format_duration, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +180,8 @@ class Trainer:
 
     def _changed_inputs(self, ckpt: dict[str, Any]) -> list[str]:
         tokenizer = self.tokenizer.to_state() if self.tokenizer is not None else None
-        return checkpoints.changed_inputs(ckpt, self.cfg.to_dict(), self.dictionary.symbols, tokenizer,
-                                          self.train_data_sha1)
+        return checkpoints.changed_inputs(ckpt, self.cfg.to_dict(), RESUMABLE_FIELDS, self.dictionary.symbols,
+                                          tokenizer, self.train_data_sha1)
 
     def _load_continue(self) -> tuple[dict[str, Any], Path]:
         path = checkpoints.resolve_model_path(self.cfg.continue_from)

@@ -2,7 +2,6 @@
 # command-line options derived from them. An experiment is results/{corpus}/{exp}/ where exp is a
 # language pair `src-tgt` or a named variant of it `src-tgt.variant`.
 
-import difflib
 import functools
 import os
 import re
@@ -14,7 +13,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from pasero import train_config
-from pasero.errors import ConfigError
+from pasero.errors import ConfigError, did_you_mean
 
 SCHEMA = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
 
@@ -33,8 +32,7 @@ def check(instance, where="", definition=None):
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = list(error.schema.get("properties", {}))
         unknown = [k for k in error.instance if k not in known]
-        close = difflib.get_close_matches(unknown[0], known, n=3) if unknown else []
-        hint = f"did you mean {' or '.join(close)}?" if close else f"known keys: {', '.join(known)}"
+        hint = (did_you_mean(unknown[0], known) if unknown else "") or f"known keys: {', '.join(known)}"
         message = f"unknown key '{unknown[0]}'; {hint}"
     raise WorkflowError(f"config/config.yaml, {where}{key}: {message}")
 

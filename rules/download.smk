@@ -6,7 +6,7 @@
 
 rule download:
     input:
-        local_files,
+        get_local_files,
     output:
         train_src="results/{corpus}/{src}-{tgt}/text/train.{src}",
         train_tgt="results/{corpus}/{src}-{tgt}/text/train.{tgt}",
@@ -22,7 +22,7 @@ rule download:
         "../workflow/envs/pasero.yaml"
     params:
         source=get_source,
-        options=download_options,
+        options=get_download_options,
         raw_dir="results/{corpus}/raw",
         text_dir=lambda w, output: os.path.dirname(output.train_src),
     shell:
@@ -45,7 +45,7 @@ rule download_test_set:
         "../workflow/envs/pasero.yaml"
     params:
         source=get_source,
-        options=download_options,
+        options=get_download_options,
         raw_dir="results/{corpus}/raw",
         text_dir=lambda w, output: os.path.dirname(output.src),
     shell:

@@ -233,7 +233,7 @@ def test_a_new_tokenizer_is_a_change_named_by_its_settings():
 
     ckpt = {"train_config": {"lr": 0.001}, "dictionary": ["a"], "tokenizer": tokenizer(400, [1, 2]), "step": 3,
             "meta": {"train_data": "sha"}}
-    same = {"train_config": {"lr": 0.001}, "symbols": ["a"], "train_data": "sha"}
+    same = {"train_config": {"lr": 0.001}, "resumable": frozenset(), "symbols": ["a"], "train_data": "sha"}
     assert changed_inputs(ckpt, tokenizer=tokenizer(400, [1, 2]), **same) == []
     assert changed_inputs(ckpt, tokenizer=tokenizer(440, [1, 3]), **same) == ["tokenizer.vocab_size 400 -> 440"]
     assert changed_inputs(ckpt, tokenizer=tokenizer(400, [1, 3]), **same) == ["tokenizer model"]

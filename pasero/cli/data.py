@@ -20,7 +20,7 @@ from pasero import binarize as binarizer
 from pasero.cli.common import command, setup_logging
 from pasero.dictionary import Dictionary
 from pasero.errors import DataError
-from pasero.files import atomic_output
+from pasero.files import atomic_output, decode_line
 from pasero.tokenizer import Tokenizer
 
 logger = logging.getLogger("pasero.data")
@@ -110,10 +110,7 @@ def _batches(source: BinaryIO, name: str, interactive: bool, size: int = 1000) -
     """Decoded lines, one at a time when interactive, else in batches (faster)."""
     batch: list[str] = []
     for lineno, raw in enumerate(iter(source.readline, b""), 1):
-        try:
-            batch.append(raw.decode("utf-8").rstrip("\r\n"))
-        except UnicodeDecodeError as e:
-            raise DataError(f"{name}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the input as UTF-8") from None
+        batch.append(decode_line(raw, name, lineno).rstrip("\r\n"))
         if interactive or len(batch) == size:
             yield batch
             batch = []

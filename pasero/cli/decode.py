@@ -26,7 +26,7 @@ from pasero import scoring, slurm
 from pasero.cli.common import command, setup_logging
 from pasero.cli.score import read_text
 from pasero.errors import ConfigError, DataError
-from pasero.files import atomic_output, count_lines, read_lines
+from pasero.files import atomic_output, count_lines, decode_line, expand_langs, read_lines
 from pasero.options import add_arguments, build, cli_values
 from pasero.search_options import DecodeOptions, SearchOptions
 
@@ -69,7 +69,7 @@ def expand(path: str, src: str | None, tgt: str | None) -> str:
     if (("{src}" in path or "{pair}" in path) and not src) or (("{tgt}" in path or "{pair}" in path) and not tgt):
         raise ConfigError(f"'{path}' uses {{src}}/{{tgt}}/{{pair}} but the model has no language codes: "
                           "pass --source-lang and --target-lang")
-    return path.replace("{src}", src or "").replace("{tgt}", tgt or "").replace("{pair}", f"{src}-{tgt}")
+    return expand_langs(path, src, tgt)
 
 
 def complete_lines(path: Path) -> int:
@@ -92,10 +92,7 @@ def buffers(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def stdin_lines() -> Iterator[str]:
     for n, raw in enumerate(sys.stdin.buffer, 1):
-        try:
-            yield raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as e:
-            raise DataError(f"stdin:{n}: invalid UTF-8 (byte {e.start}); re-encode the input as UTF-8") from None
+        yield decode_line(raw, "stdin", n).rstrip("\r\n")
 
 
 class Translator:
