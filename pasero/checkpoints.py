@@ -29,9 +29,9 @@ import torch
 
 from pasero.errors import CheckpointError
 from pasero.files import atomic_output, atomic_path
+from pasero.metrics import lower_is_better
 from pasero.model import Transformer
 from pasero.model_config import TransformerConfig
-from pasero.metrics import lower_is_better
 
 logger = logging.getLogger(__name__)
 

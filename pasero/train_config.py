@@ -45,7 +45,6 @@ from pasero.options import (
 from pasero.search_options import DecodeOptions, SearchOptions
 
 
-
 def _bleu_tokenizers() -> list[str]:
     from pasero.scoring import bleu_tokenizers  # sacreBLEU's names, read when needed
 

@@ -51,6 +51,7 @@ from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
 from pasero.tokenizer import Tokenizer
 from pasero.train_config import RESUMABLE_FIELDS, TrainConfig, format_duration, save_config
+from pasero.train_state import TrainState, UpdateStats
 
 logger = logging.getLogger(__name__)
 
@@ -67,25 +68,53 @@ def _short(value: float | None) -> str:
 
 
 class Trainer:
+    """A training run, whole once constructed: devices, the locked model folder, data, model,
+    optimizer and the state resumed from MODEL_DIR's last checkpoint (if any). `run()` trains and
+    releases what construction took (the lock, the log file, the process group); so does `close()`
+    for a trainer that is not run."""
+
     def __init__(self, cfg: TrainConfig, reset: bool = False, reset_if_changed: bool = False):
-        self.cfg, self.reset, self.reset_if_changed = cfg, reset, reset_if_changed
-        self.model_dir = Path(cfg.model_dir)
-        self.step, self.train_seconds, self.stop_signal, self.nonfinite_updates = 0, 0.0, 0, 0
+        self.cfg, self.model_dir = cfg, Path(cfg.model_dir)
+        self.state = TrainState()
+        self.stop_signal, self.out_of_time = 0, False
         # the time budget: wall seconds of earlier runs + this run's since train() started, on `clock`
         # (replaceable in tests); out_of_time is agreed by all processes after each update
         self.clock: Callable[[], float] = time.monotonic
-        self.wall_seconds_before, self._clock_start, self.out_of_time = 0.0, None, False
-        self.metrics: dict[str, Any] = {"valid": {}, "best": None, "best_step": None, "bad_validations": 0,
-                                        "history": {}}
-        self._window = self._new_window()
+        self._clock_start: float | None = None
+        self._stats = UpdateStats()
         self._log_file: LogFile | None = None
         self._lock = contextlib.ExitStack()
+        try:
+            self._setup(reset, reset_if_changed)
+        except BaseException:
+            self.close()
+            raise
 
     # Set-up ------------------------------------------------------------------------------------
 
-    def setup(self) -> None:
-        cfg = self.cfg
-        self.device = resolve_device(cfg.device)
+    def _setup(self, reset: bool, reset_if_changed: bool) -> None:
+        self._init_devices()
+        self.model_config = self.cfg.model_config()
+        self._load_inputs()
+        if self.dist.is_master:
+            self._lock_model_dir()
+        resumed = self._resume_point(reset, reset_if_changed)
+        self._open_log()
+        init = resumed or (self._load_continue() if self.cfg.continue_from else None)
+        self._build_model(init)
+        self._build_optimizer()
+        if resumed:
+            self._restore(*resumed)
+        if self.dist.is_master:
+            self._prepare_model_dir()
+        self.model = self.raw_model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.raw_model, device_ids=ids)
+        self._log_setup()
+
+    def _init_devices(self) -> None:
+        self.device = resolve_device(self.cfg.device)
         self.dist = distributed.init(self.device.type)
         if not self.dist.is_master:  # one copy of the log is enough
             logging.getLogger("pasero").setLevel(logging.WARNING)
@@ -93,38 +122,42 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls on tensor cores (float32 runs)
             torch.backends.cudnn.allow_tf32 = True
-        self.amp_dtype = resolve_dtype(cfg.dtype, self.device)
-        self.model_config = cfg.model_config()
-        self._load_inputs()
-        if self.dist.is_master:
-            self._lock_model_dir()
+        self.amp_dtype = resolve_dtype(self.cfg.dtype, self.device)
+
+    def _resume_point(self, reset: bool, reset_if_changed: bool) -> tuple[dict[str, Any], Path] | None:
+        """The checkpoint to resume from; with `reset` (or changed inputs and `reset_if_changed`),
+        none, and the files of the earlier run are deleted."""
         resumed = None
-        if not self.reset and self.model_dir.is_dir():
+        if not reset and self.model_dir.is_dir():
             resumed = checkpoints.load_resume_checkpoint(self.model_dir)
-        if resumed and self.reset_if_changed and (changes := self._changed_inputs(resumed[0])):
+        if resumed and reset_if_changed and (changes := self._changed_inputs(resumed[0])):
             logger.info("%s: inputs changed since its checkpoints were made (%s): training from scratch",
                         self.model_dir, "; ".join(changes))
-            self.reset, resumed = True, None
+            reset, resumed = True, None
         distributed.barrier()  # every process has read the checkpoint before it is deleted
-        if self.reset and self.dist.is_master:
+        if reset and self.dist.is_master:
             for pattern in RUN_FILES:
                 for path in self.model_dir.glob(pattern):
                     path.unlink()
         distributed.barrier()
-        self._open_log()
-        init = resumed or (self._load_continue() if cfg.continue_from else None)
+        return resumed
+
+    def _build_model(self, init: tuple[dict[str, Any], Path] | None) -> None:
         if init:
             checkpoints.check_dictionary(init[0], self.dictionary.symbols, init[1], self.dict_path)
             self._check_model_config(*init)
         else:
             logger.info("starting a new training in %s", self.model_dir)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(self.cfg.seed)
         model = Transformer(self.model_config, len(self.dictionary), len(self.dictionary))
         if init:
             model.load_state_dict(init[0]["model"])
         self.raw_model = model.to(self.device)
         self.num_params = model.num_parameters()
-        self.optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, tuple(cfg.adam_betas),
+
+    def _build_optimizer(self) -> None:
+        cfg = self.cfg
+        self.optimizer = build_optimizer(self.raw_model.parameters(), cfg.optimizer, cfg.lr, tuple(cfg.adam_betas),
                                          cfg.adam_eps, cfg.weight_decay)
         self.scheduler = InverseSqrtSchedule(self.optimizer, cfg.lr, cfg.warmup, cfg.warmup_init_lr, cfg.lr_scheduler)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -134,18 +167,16 @@ class Trainer:
                            cfg.virtual_dp_size, self.dist.world_size, self.accum * self.dist.world_size)
         self.iterator = BatchIterator(self.train_data, cfg.batch_size, cfg.seed, self.accum * self.dist.world_size)
         self.criterion = LabelSmoothedCrossEntropy(cfg.label_smoothing, self.raw_model.padding_idx)
-        if resumed:
-            self._restore(*resumed)
-        if self.dist.is_master:
-            self._prepare_model_dir()
-        self.model = self.raw_model
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.raw_model, device_ids=ids)
-        logger.info("model %s: %s parameters; %d training pairs (%d skipped), %d valid pairs; device %s (%s), "
-                    "%d process(es) x %d accumulated batches of %d tokens", cfg.arch, f"{self.num_params:,}",
-                    len(self.train_data), self.train_data.num_skipped, len(self.valid_data), self.device,
-                    str(self.amp_dtype).replace("torch.", ""), self.dist.world_size, self.accum, cfg.batch_size)
+
+    def _log_setup(self) -> None:
+        cfg, m = self.cfg, self.model_config
+        overridden = f" ({m.encoder_layers}+{m.decoder_layers} layers, d{m.embed_dim}, ffn {m.ffn_dim}, " \
+                     f"{m.heads} heads)" if cfg.model_overrides else ""
+        logger.info("model %s%s: %s parameters; %d training pairs (%d skipped), %d valid pairs; device %s (%s), "
+                    "%d process(es) x %d accumulated batches of %d tokens", cfg.arch, overridden,
+                    f"{self.num_params:,}", len(self.train_data), self.train_data.num_skipped, len(self.valid_data),
+                    self.device, str(self.amp_dtype).replace("torch.", ""), self.dist.world_size, self.accum,
+                    cfg.batch_size)
 
     def _lock_model_dir(self) -> None:
         """One trainer per model folder: a second one would interleave checkpoints and train.jsonl
@@ -197,12 +228,7 @@ class Trainer:
                                   f"use --reset or another model_dir")
 
     def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
-        self.step = int(ckpt["step"])
-        self.metrics = ckpt.get("metrics") or self.metrics
-        meta = ckpt.get("meta") or {}
-        self.train_seconds = float(meta.get("train_seconds", 0.0))
-        # older checkpoints have no wall time: their update time is the closest figure
-        self.wall_seconds_before = float(meta.get("wall_seconds", self.train_seconds))
+        self.state.restore(ckpt)
         if self.cfg.reset_optimizer:
             logger.info("resetting the optimizer state")
         else:
@@ -211,7 +237,7 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.iterator.load_state_dict(ckpt["data_state"])
         checkpoints.set_rng_state(ckpt["rng"])
-        logger.info("resumed from %s (step %d, epoch %d)", path, self.step, self.iterator.epoch)
+        logger.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.iterator.epoch)
 
     def _prepare_model_dir(self) -> None:
         self.model_dir.mkdir(parents=True, exist_ok=True)
@@ -219,17 +245,17 @@ class Trainer:
         log = self.model_dir / "train.jsonl"
         if log.is_file():  # forget what was logged after the checkpoint we resume from
             rows = [line for line in log.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= self.step]
+                    if line.strip() and json.loads(line).get("step", 0) <= self.state.step]
             with atomic_output(log) as f:
                 f.write("".join(row + "\n" for row in rows))
 
     # Training ----------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Set up (or resume) and train; returns the exit code (module docstring)."""
+        """Train (or finish what an earlier run left); returns the exit code (module docstring) and
+        releases what the set-up took."""
         handlers = {}
         try:
-            self.setup()
             handlers = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
             code = self.train()
             distributed.barrier()  # no process tears the group down while another still uses it
@@ -237,11 +263,18 @@ class Trainer:
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            if self._log_file is not None:
-                logging.getLogger("pasero").removeHandler(self._log_file)
-                self._log_file.close()
-            distributed.cleanup()
-            self._lock.close()
+            self.close()
+
+    def close(self) -> None:
+        """Release the log file, the process group and the model folder's lock (idempotent)."""
+        if self._log_file is not None:
+            logging.getLogger("pasero").removeHandler(self._log_file)
+            self._log_file.close()
+            self._log_file = None
+        if getattr(self, "raw_model", None) is not None:
+            self.model = self.raw_model  # DDP's reducer goes before the process group it uses
+        distributed.cleanup()
+        self._lock.close()
 
     def _open_log(self) -> None:
         """A copy of the log next to the checkpoints: it survives the job and its scheduler's logs."""
@@ -262,12 +295,13 @@ class Trainer:
     def stop_reason(self) -> str | None:
         """Why training is finished (None: it is not). The same on every process."""
         cfg = self.cfg
-        if cfg.max_steps is not None and self.step >= cfg.max_steps:
+        if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
             return f"max_steps {cfg.max_steps} reached"
         if cfg.max_epochs is not None and self.iterator.epoch > cfg.max_epochs:
             return f"max_epochs {cfg.max_epochs} done"
-        if cfg.patience > 0 and self.metrics["bad_validations"] >= cfg.patience:
-            return f"patience: {self.metrics['bad_validations']} validations without improvement"
+        bad = self.state.validations.bad_validations
+        if cfg.patience > 0 and bad >= cfg.patience:
+            return f"patience: {bad} validations without improvement"
         if self.out_of_time:
             return f"time budget {format_duration(cfg.max_time)} spent"
         return None
@@ -275,7 +309,7 @@ class Trainer:
     def wall_seconds(self) -> float:
         """Time budget spent: the training loops of this run and of the runs it resumes."""
         now = 0.0 if self._clock_start is None else self.clock() - self._clock_start
-        return self.wall_seconds_before + now
+        return self.state.wall_seconds_before + now
 
     def _check_time(self) -> None:
         """Processes measure time apart: they agree, so that all stop at the same update."""
@@ -286,32 +320,32 @@ class Trainer:
         self._check_time()  # before the clock starts: only the budget spent by earlier runs counts
         self._clock_start = self.clock()
         if self.finished():
-            if self.metrics.get("valid", {}).get("step") != self.step:  # a signal came at the last update
+            if self.state.validations.last_step() != self.state.step:  # a signal came at the last update
                 self.validate_and_save()
-            logger.info("training already finished (step %d): %s", self.step, self.stop_reason())
+            logger.info("training already finished (step %d): %s", self.state.step, self.stop_reason())
             return 0
         while not self.finished():
             stop = self.train_step(self.iterator.next_step())
             self._check_time()
-            if self.step % self.cfg.log_interval == 0 or self.finished():  # the last update is logged
+            if self.state.step % self.cfg.log_interval == 0 or self.finished():  # the last update is logged
                 self._log_train()
-            if self.step % self.cfg.valid_interval == 0:
+            if self.state.step % self.cfg.valid_interval == 0:
                 self.validate_and_save()
                 stop = stop or self._agree(bool(self.stop_signal))
             if stop:
-                if self.step % self.cfg.valid_interval:
+                if self.state.step % self.cfg.valid_interval:
                     self.save(step_file=False)
-                logger.warning("training interrupted at step %d; rerun the same command to resume", self.step)
+                logger.warning("training interrupted at step %d; rerun the same command to resume", self.state.step)
                 return EXIT_INTERRUPTED
         self._log_train()  # what patience stopped after the last log line
-        if self.metrics.get("valid", {}).get("step") != self.step:
+        if self.state.validations.last_step() != self.state.step:
             self.validate_and_save()
         if self.out_of_time:
             logger.info("time budget of %s (max_time) reached at step %d", format_duration(self.cfg.max_time),
-                        self.step)
-        logger.info("training finished at step %d (epoch %d; %s); best %s %s at step %s", self.step,
-                    self.iterator.epoch, self.stop_reason(), self.cfg.best_metric, _short(self.metrics["best"]),
-                    self.metrics["best_step"])
+                        self.state.step)
+        logger.info("training finished at step %d (epoch %d; %s); best %s %s at step %s", self.state.step,
+                    self.iterator.epoch, self.stop_reason(), self.cfg.best_metric,
+                    _short(self.state.validations.best), self.state.validations.best_step)
         return 0
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -332,7 +366,7 @@ class Trainer:
         stats = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss, nll, ntokens, nsentences, stop
         for j, positions in enumerate(mine):
             batch = self.train_data.collate(positions).to(self.device)
-            seed = np.random.SeedSequence([self.cfg.seed, self.step, self.dist.rank * len(mine) + j])
+            seed = np.random.SeedSequence([self.cfg.seed, self.state.step, self.dist.rank * len(mine) + j])
             torch.manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
             sync = j == len(mine) - 1 or not self.dist.enabled
             with (contextlib.nullcontext() if sync else self.model.no_sync()):
@@ -346,7 +380,7 @@ class Trainer:
             stats[3] += batch.nsentences
         stats[4] = float(bool(self.stop_signal))
         loss_sum, nll_sum, ntokens, nsentences, stop = distributed.all_reduce_sum(stats).tolist()
-        lr = self.scheduler.step(self.step)
+        lr = self.scheduler.step(self.state.step)
         self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.raw_model.parameters() if p.grad is not None]
         # DDP averaged the gradients over processes: turn that into a sum divided by the update's tokens
@@ -358,48 +392,40 @@ class Trainer:
         scale = self.scaler.get_scale()
         if math.isfinite(gnorm) or self.scaler.is_enabled():
             self.scaler.step(self.optimizer)
-            self.nonfinite_updates = 0
+            self.state.nonfinite_updates = 0
         else:
-            logger.warning("non-finite gradient at step %d: update skipped", self.step + 1)
+            logger.warning("non-finite gradient at step %d: update skipped", self.state.step + 1)
             self._count_nonfinite()
         self.scaler.update()
         if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
             logger.info("fp16 gradient overflow: update skipped, loss scale now %g", self.scaler.get_scale())
         else:
-            self.step += 1
+            self.state.step += 1
         elapsed = time.perf_counter() - start
-        self.train_seconds += elapsed
-        w = self._window
-        for key, value in (("loss", loss_sum), ("nll", nll_sum), ("ntokens", ntokens), ("nsentences", nsentences),
-                           ("seconds", elapsed), ("updates", 1), ("gnorm", gnorm if math.isfinite(gnorm) else 0.0)):
-            w[key] += value
-        w["lr"] = lr
+        self.state.train_seconds += elapsed
+        self._stats.add(loss_sum, nll_sum, ntokens, nsentences, elapsed, gnorm, lr)
         return stop > 0
 
     def _count_nonfinite(self) -> None:
         """An occasional non-finite gradient is skipped; a run of them means the weights or the
         learning rate are broken, and going on would only burn compute until max_steps."""
-        self.nonfinite_updates += 1
-        if self.nonfinite_updates >= MAX_NONFINITE_UPDATES:
-            first = self.step + 2 - self.nonfinite_updates
+        state = self.state
+        state.nonfinite_updates += 1
+        if state.nonfinite_updates >= MAX_NONFINITE_UPDATES:
+            first = state.step + 2 - state.nonfinite_updates
             raise TrainingError(
-                f"training diverged: the {self.nonfinite_updates} updates of steps {first}-{self.step + 1} all had "
+                f"training diverged: the {state.nonfinite_updates} updates of steps {first}-{state.step + 1} all had "
                 f"NaN or inf gradients; the checkpoints in {self.model_dir} are left as they were: resume from an "
                 "earlier one (delete the later ones), or lower lr / set clip_norm")
 
-    @staticmethod
-    def _new_window() -> dict[str, float]:
-        return dict(loss=0.0, nll=0.0, ntokens=0.0, nsentences=0.0, seconds=0.0, updates=0, gnorm=0.0, lr=0.0)
-
     def _log_train(self) -> None:
-        w, self._window = self._window, self._new_window()
-        if not w["updates"]:
+        w, self._stats = self._stats, UpdateStats()
+        if not w.updates:
             return
-        row = {"type": "train", "step": self.step, "epoch": self.iterator.epoch,
-               "loss": base2(w["loss"], w["ntokens"]), "nll": base2(w["nll"], w["ntokens"]),
-               "ppl": perplexity(w["nll"], w["ntokens"]), "lr": w["lr"],
-               "tokens_per_s": w["ntokens"] / max(w["seconds"], 1e-9), "gnorm": w["gnorm"] / w["updates"],
-               "ntokens": w["ntokens"] / w["updates"], "elapsed": self.train_seconds}
+        row = {"type": "train", "step": self.state.step, "epoch": self.iterator.epoch,
+               "loss": base2(w.loss, w.ntokens), "nll": base2(w.nll, w.ntokens), "ppl": perplexity(w.nll, w.ntokens),
+               "lr": w.lr, "tokens_per_s": w.ntokens / max(w.seconds, 1e-9), "gnorm": w.gnorm / w.updates,
+               "ntokens": w.ntokens / w.updates, "elapsed": self.state.train_seconds}
         logger.info("step %d | epoch %d | loss %.3f | nll %.3f | ppl %.2f | lr %.3g | %.0f tok/s | gnorm %.3f | %s",
                     row["step"], row["epoch"], row["loss"], row["nll"], row["ppl"], row["lr"], row["tokens_per_s"],
                     row["gnorm"], time.strftime("%H:%M:%S", time.gmtime(row["elapsed"])))
@@ -452,23 +478,14 @@ class Trainer:
     def validate_and_save(self) -> None:
         start = time.perf_counter()
         metrics = self.validate()
-        cfg, m = self.cfg, self.metrics
-        value = metrics[cfg.best_metric]
-        # a NaN or inf validation never becomes the best, and a finite one always beats it
-        improved = math.isfinite(value) and (m["best"] is None or not math.isfinite(m["best"]) or (
-            value < m["best"] if cfg.best_is_lower() else value > m["best"]))
-        if improved:
-            m.update(best=value, best_step=self.step, bad_validations=0)
-        else:
-            m["bad_validations"] += 1
-        m["history"][self.step] = value
-        m["valid"] = {**metrics, "step": self.step}
-        row = {"type": "valid", "step": self.step, "epoch": self.iterator.epoch, **metrics,
-               "best_metric": cfg.best_metric, "best": m["best"], "best_step": m["best_step"],
+        cfg, record, step = self.cfg, self.state.validations, self.state.step
+        improved = record.record(step, metrics, cfg.best_metric)
+        row = {"type": "valid", "step": step, "epoch": self.iterator.epoch, **metrics,
+               "best_metric": cfg.best_metric, "best": record.best, "best_step": record.best_step,
                "seconds": time.perf_counter() - start}
-        logger.info("valid | step %d | %s | best %s %s (step %s)", self.step,
-                    " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()), cfg.best_metric, _short(m["best"]),
-                    m["best_step"])
+        logger.info("valid | step %d | %s | best %s %s (step %s)", step,
+                    " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()), cfg.best_metric, _short(record.best),
+                    record.best_step)
         self._write_row(row)
         self.save(step_file=True, is_best=improved)
 
@@ -479,9 +496,10 @@ class Trainer:
             "tokenizer": self.tokenizer.to_state() if self.tokenizer is not None else None,
             "inference": self.cfg.inference(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": checkpoints.rng_state(), "data_state": self.iterator.state_dict(), "step": self.step,
-            "epoch": self.iterator.epoch, "metrics": self.metrics, "train_config": self.cfg.to_dict(),
-            "meta": {"steps": [self.step], "train_seconds": self.train_seconds,
+            "rng": checkpoints.rng_state(), "data_state": self.iterator.state_dict(), "step": self.state.step,
+            "epoch": self.iterator.epoch, "metrics": self.state.validations.state_dict(),
+            "train_config": self.cfg.to_dict(),
+            "meta": {"steps": [self.state.step], "train_seconds": self.state.train_seconds,
                      "wall_seconds": self.wall_seconds(), "params": self.num_params,
                      "train_data": self.train_data_sha1,
                      "world_size": self.dist.world_size, "pasero_version": __version__,
@@ -493,6 +511,6 @@ class Trainer:
             return
         path = checkpoints.save_checkpoint(
             self.checkpoint(), self.model_dir, step_file=step_file, is_best=is_best, keep_last=self.cfg.keep_last,
-            keep_best=self.cfg.keep_best, history=self.metrics["history"],
+            keep_best=self.cfg.keep_best, history=self.state.validations.history,
             lower_is_better=self.cfg.best_is_lower())
         logger.info("saved %s", path)

@@ -67,7 +67,7 @@ def test_corrupt_last_checkpoint_falls_back_with_a_warning(run_dir, tmp_path, ca
     # training resumes from the fallback (here: already finished) instead of failing
     cfg = load_config(model_dir / "config.yaml", {"model_dir": str(model_dir)})
     trainer = Trainer(cfg)
-    assert trainer.run() == 0 and trainer.step == 30
+    assert trainer.run() == 0 and trainer.state.step == 30
 
 
 def test_keep_last_and_keep_best_prune_step_checkpoints(tmp_path):

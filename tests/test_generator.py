@@ -45,7 +45,7 @@ def test_same_as_searching_the_encoded_sentences_one_by_one(generator):
     """Sorting by length, batching by tokens and restoring the order change nothing."""
     small_batches = generator.decode(LINES, batch_size=12)
     assert_same(small_batches, generator.decode(LINES))
-    for line, nbest in zip(LINES[:8], small_batches, strict=True):
+    for line, nbest in zip(LINES[:8], small_batches[:8], strict=True):
         ids = torch.as_tensor(generator.dictionary.encode(generator.tokenizer.tokenize(line)))
         options = SearchOptions(beam_size=3, max_len_a=1.0, max_len_b=5)
         hyp = search.beam_search(generator.model, ids[None], options)[0][0]
@@ -78,7 +78,7 @@ def test_defaults_come_from_the_model_and_can_be_overridden(model_path, generato
 
 def test_attention_sampling_and_long_inputs(generator, caplog):
     out = generator.decode(LINES[:3], return_attention=True)
-    for line, nbest in zip(LINES, out, strict=True):
+    for line, nbest in zip(LINES[:3], out, strict=True):
         src_len = len(generator.tokenize(line).split()) + 1
         assert nbest[0]["attention"].shape == (len(nbest[0]["tokens"]) + 1, src_len)
     a = generator.decode(LINES, sampling=True, temperature=2.0, seed=1, batch_size=20)

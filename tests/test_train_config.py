@@ -81,3 +81,14 @@ def test_help_documents_every_option(capsys):
         assert f"--{name.replace('_', '-')}" in out, name
     assert "--reset" in out and "--continue" in out
     assert TrainConfig().batch_size == 4096 and TrainConfig().adam_betas == [0.9, 0.98]
+
+
+def test_help_shows_one_spelling_per_option_its_choices_and_the_default_architecture(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--max_steps" not in out and "--max-steps N" in out and "--lr X" in out
+    assert "--best-metric {loss,nll,ppl,bleu,chrf}" in out
+    assert "--ffn-dim N hidden dimension of the feed-forward layers (default: 1024)" in out  # transformer_small
+    args, extra = _train_parser().parse_known_args(["-s", "de", "-t", "en"])  # Pasero's short flags
+    assert extra == [] and cli_values(args) == {"source_lang": "de", "target_lang": "en"}

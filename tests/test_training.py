@@ -309,11 +309,11 @@ def test_time_budget_is_summed_over_restarts(tmp_path, caplog):
     model_dir = Path(cfg["model_dir"])
 
     def train(max_time: object, reset_if_changed: bool = False, **options: object) -> str:
-        trainer = Trainer(load_config(None, {**base, "max_time": max_time, **options}),
-                          reset_if_changed=reset_if_changed)
-        trainer.clock = lambda: 10.0 * trainer.step
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="pasero"):
+            trainer = Trainer(load_config(None, {**base, "max_time": max_time, **options}),
+                              reset_if_changed=reset_if_changed)
+            trainer.clock = lambda: 10.0 * trainer.state.step
             assert trainer.run() == 0
         return caplog.text
 
@@ -339,12 +339,11 @@ def test_training_gives_up_when_every_update_is_non_finite(tmp_path):
     cfg = load_config(write_config(tmp_path / "train.yaml", {**make_corpus(tmp_path), "max_steps": 1000,
                                                              "valid_interval": 500}))
     trainer = Trainer(cfg)
-    trainer.setup()
     with torch.no_grad():
         next(trainer.raw_model.parameters()).fill_(float("nan"))  # what a damaged checkpoint would give
     with pytest.raises(TrainingError, match=f"the {MAX_NONFINITE_UPDATES} updates of steps 1-10 all had NaN"):
         trainer.train()
-    assert trainer.step == MAX_NONFINITE_UPDATES - 1  # it stopped there, not at max_steps
+    assert trainer.state.step == MAX_NONFINITE_UPDATES - 1  # it stopped there, not at max_steps
     assert not list(Path(cfg.model_dir).glob("checkpoint*.pt"))  # nothing NaN was saved
 
 
@@ -353,31 +352,29 @@ def test_a_second_trainer_on_the_same_model_folder_is_refused(tmp_path, capsys):
     another exits at once, naming the holder; once the first ends, the folder is free again."""
     cfg_path = write_config(tmp_path / "train.yaml", {**make_corpus(tmp_path), "max_steps": 2})
     first = Trainer(load_config(cfg_path))
-    first.setup()
     try:
         assert train_main(["-c", str(cfg_path)]) == 2
         err = capsys.readouterr().err
         assert "is being trained by another pasero-train" in err and f"pid {os.getpid()} on " in err
         assert err.count("\n") == 1
     finally:
-        first._lock.close()
+        first.close()
     assert train_main(["-c", str(cfg_path)]) == 0
 
 
 def test_a_nan_validation_never_becomes_the_best(tmp_path):
     cfg = load_config(write_config(tmp_path / "train.yaml", make_corpus(tmp_path)))
     trainer = Trainer(cfg)
-    trainer.setup()
     try:
         nan = float("nan")
         for step, chrf in ((1, nan), (2, 10.0), (3, nan)):
-            trainer.step = step
+            trainer.state.step = step
             trainer.validate = lambda chrf=chrf: {"loss": 1.0, "nll": 1.0, "ppl": 2.0, "bleu": chrf, "chrf": chrf}
             trainer.validate_and_save()
             if step == 1:
-                assert trainer.metrics["best"] is None and trainer.metrics["bad_validations"] == 1
-        m = trainer.metrics
-        assert (m["best"], m["best_step"], m["bad_validations"]) == (10.0, 2, 1)
+                assert trainer.state.validations.best is None and trainer.state.validations.bad_validations == 1
+        record = trainer.state.validations
+        assert (record.best, record.best_step, record.bad_validations) == (10.0, 2, 1)
         assert load_checkpoint(Path(cfg.model_dir) / "checkpoint_best.pt")["step"] == 2
     finally:
-        trainer._lock.close()
+        trainer.close()

@@ -14,7 +14,7 @@ from pasero.errors import ConfigError
 logger = logging.getLogger("pasero.train")
 
 TRAIN_EPILOG = """\
-Every option can be given in the YAML file (as `option: value`) or here (as --option VALUE); the
+Every option can be given in the YAML file (as `option: value`) or here (as --option value); the
 command line wins. Values are YAML scalars (5e-4, null, true). String values may contain {src},
 {tgt} and {pair}. Model options override those of --arch.
 
