@@ -57,6 +57,7 @@ class TokenizerSettings:
     character_coverage: float = 0.9995
     sample_size: int = 1_000_000
     seed: int = 1
+    temperature: float = 1.0  # > 1: small languages (inputs) get more of the sample
     inputs: list[str] = field(default_factory=list)
     model_type: str = "bpe"
 
@@ -109,23 +110,29 @@ class Tokenizer:
         sample_size: int = 1_000_000,
         seed: int = 1,
         threads: int | None = None,
+        temperature: float = 1.0,
     ) -> Tokenizer:
         """Train a BPE model on a random sample of lines of `inputs` (jointly) and save it.
 
         Sampling keeps training time bounded on large corpora: the same `sample_size`
-        sentences are drawn whatever the corpus size, uniformly over all input lines.
+        sentences are drawn whatever the corpus size, uniformly over all input lines, or, with a
+        `temperature` above 1 and one input per language, in proportion to each language's
+        `n_lines ** (1 / temperature)` (Pasero's multilingual tokenizers), so that the small
+        languages of a multilingual corpus get pieces of their own.
         """
+        if temperature <= 0:
+            raise ConfigError(f"--temperature must be positive, not {temperature}")
         if vocab_size < 1:
             raise ConfigError(f"--vocab-size must be positive, not {vocab_size}")
         settings = TokenizerSettings(
             vocab_size=vocab_size, inline_case=inline_case, nfkc=nfkc,
             lang_codes=[lang_token(c) for c in lang_codes], character_coverage=character_coverage,
-            sample_size=sample_size, seed=seed, inputs=[str(p) for p in inputs],
+            sample_size=sample_size, seed=seed, temperature=temperature, inputs=[str(p) for p in inputs],
         )
         start = time.perf_counter()
         normalize = _Normalizer(nfkc, inline_case)
         fold = casing.fold_for_training if inline_case else (lambda s: s)
-        sentences = [" " + fold(s) for s in map(normalize, _sample_lines(inputs, sample_size, seed)) if s]
+        sentences = [" " + fold(s) for s in map(normalize, _sample_lines(inputs, sample_size, seed, temperature)) if s]
         if not sentences:
             raise DataError(f"{', '.join(map(str, inputs))}: no text to train a tokenizer on")
         user_symbols = (list(casing.MARKERS) if inline_case else []) + settings.lang_codes
@@ -313,26 +320,53 @@ class _Normalizer:
         return " ".join(text.split())
 
 
-def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int) -> Iterator[str]:
-    """A uniform random sample of `size` lines over all inputs (in file order)."""
+def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperature: float = 1.0) -> Iterator[str]:
+    """A random sample of `size` lines (0: as many as there are) over all inputs, in file order.
+
+    With temperature 1 the sample is uniform over all lines. Above 1 each input (one language) gets
+    a share of the sample proportional to `n_lines ** (1 / temperature)` (Pasero's temperature):
+    small languages get more lines than their size, drawn again when the file has too few.
+    """
     paths = [Path(p) for p in inputs]
     for path in paths:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-    counts = [count_lines(p) for p in paths]
-    total = sum(counts)
-    if size <= 0 or size >= total:
-        chosen = None
+    counts = np.array([count_lines(p) for p in paths], dtype=np.int64)
+    total = int(counts.sum())
+    rng = np.random.default_rng(seed)
+    if temperature == 1.0:
+        if size <= 0 or size >= total:
+            picks = [None] * len(paths)
+        else:
+            chosen = np.zeros(total, dtype=np.int64)
+            chosen[rng.choice(total, size, replace=False)] = 1
+            picks = np.split(chosen, np.cumsum(counts)[:-1])
     else:
-        chosen = np.zeros(total, dtype=bool)
-        chosen[np.random.default_rng(seed).choice(total, size, replace=False)] = True
-    offset = 0
-    for path, count in zip(paths, counts, strict=True):
+        picks = [_times_drawn(rng, n, k) for n, k in zip(counts, _shares(counts, size or total, temperature),
+                                                            strict=True)]
+    for path, times in zip(paths, picks, strict=True):
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
-                if chosen is None or chosen[offset + lineno - 1]:
-                    yield decode_line(raw, path, lineno)
-        offset += count
+                repeat = 1 if times is None else int(times[lineno - 1])
+                if repeat:
+                    line = decode_line(raw, path, lineno)
+                    for _ in range(repeat):
+                        yield line
+
+
+def _shares(counts: np.ndarray, size: int, temperature: float) -> np.ndarray:
+    """Lines drawn from each input: `size` split in proportion to count ** (1 / temperature)."""
+    weights = np.where(counts > 0, counts.astype(np.float64) ** (1.0 / temperature), 0.0)
+    return np.round(size * weights / weights.sum()).astype(np.int64)
+
+
+def _times_drawn(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """How many times each of `n` lines is drawn for `k` draws: every line k // n times, and a
+    random k % n of them once more."""
+    times = np.full(n, k // n if n else 0, dtype=np.int64)
+    if n:
+        times[rng.choice(n, k % n, replace=False)] += 1
+    return times
 
 
 def _settings_from_dict(data: Any, origin: Any) -> TokenizerSettings:

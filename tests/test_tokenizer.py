@@ -206,3 +206,27 @@ def test_cli_files_and_errors(tokenizers, tmp_path, capsys):
     assert not (tmp_path / "o2").exists()
     assert tokenize_main([str(tmp_path / "nowhere")]) == 2
     assert "not a tokenizer" in capsys.readouterr().err
+
+
+def test_temperature_gives_small_languages_a_larger_share_of_the_sample(tmp_path):
+    """Pasero's multilingual sampling: input i gets a share of the sample proportional to
+    n_i ** (1 / T); T = 1 is the uniform sample over all lines (as before)."""
+    from pasero.tokenizer import _sample_lines
+
+    big, small = tmp_path / "train.de", tmp_path / "train.ko"
+    big.write_text("".join(f"groß {i}\n" for i in range(900)))
+    small.write_text("".join(f"작은 {i}\n" for i in range(100)))
+
+    def shares(temperature: float, size: int = 500) -> tuple[int, int]:
+        lines = list(_sample_lines([big, small], size, seed=3, temperature=temperature))
+        return sum(line.startswith("groß") for line in lines), sum(line.startswith("작은") for line in lines)
+
+    de, ko = shares(1.0)
+    assert de + ko == 500 and 30 <= ko <= 80  # about 10%
+    de, ko = shares(5.0)  # 900 ** 0.2 = 3.90 vs 100 ** 0.2 = 2.51
+    assert (de, ko) == (304, 196)
+    de, ko = shares(1000.0, size=1000)  # nearly uniform over languages: the 100 lines drawn ~5 times each
+    assert de + ko == 1000 and abs(de - ko) <= 2
+    lines = list(_sample_lines([big, small], 1000, seed=3, temperature=1000.0))
+    assert {line for line in lines if line.startswith("작은")} == {f"작은 {i}" for i in range(100)}
+    assert lines == list(_sample_lines([big, small], 1000, seed=3, temperature=1000.0))  # seeded

@@ -54,6 +54,9 @@ def build_tokenizer_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample-size", type=int, default=1_000_000,
                         help="train on this many randomly drawn lines (0: all lines)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the line sample")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="above 1, give one input per language: each gets a share of the sample proportional "
+                             "to its lines ** (1 / temperature), so small languages get more (default: 1, uniform)")
     parser.add_argument("--threads", type=int, default=None, help="SentencePiece training threads")
     parser.add_argument("--dict-out", metavar="FILE",
                         help="also write a fairseq dict.txt of the pieces (counted over the inputs)")
@@ -64,7 +67,7 @@ def build_tokenizer_main(argv: Sequence[str] | None = None) -> int:
     tokenizer = Tokenizer.train(
         args.inputs, args.output, args.vocab_size, inline_case=args.inline_case, nfkc=args.nfkc,
         lang_codes=args.lang_codes, character_coverage=args.character_coverage,
-        sample_size=args.sample_size, seed=args.seed, threads=args.threads,
+        sample_size=args.sample_size, seed=args.seed, threads=args.threads, temperature=args.temperature,
     )
     if args.dict_out:
         _write_dictionary(args.inputs, tokenizer, args.dict_out, 0, args.pad_to_multiple, args.workers)
