@@ -228,5 +228,5 @@ def test_temperature_gives_small_languages_a_larger_share_of_the_sample(tmp_path
     de, ko = shares(1000.0, size=1000)  # nearly uniform over languages: the 100 lines drawn ~5 times each
     assert de + ko == 1000 and abs(de - ko) <= 2
     lines = list(_sample_lines([big, small], 1000, seed=3, temperature=1000.0))
-    assert {line for line in lines if line.startswith("작은")} == {f"작은 {i}" for i in range(100)}
+    assert {line for line in lines if line.startswith("작은")} == {f"작은 {i}\n" for i in range(100)}
     assert lines == list(_sample_lines([big, small], 1000, seed=3, temperature=1000.0))  # seeded
