@@ -22,6 +22,7 @@ import torch
 from pasero.dictionary import Dictionary
 from pasero.errors import ConfigError, DataError
 from pasero.indexed_dataset import IndexedDataset, dataset_exists
+from pasero.sampling import temperature_shares, times_drawn
 
 logger = logging.getLogger(__name__)
 
@@ -91,19 +92,86 @@ class PairDataset:
     def collate(self, positions: np.ndarray) -> Batch:
         """Padded tensors for the pairs at `positions` (fairseq conventions, padding on the right)."""
         ids = self.indices[positions]
-        srcs = [self.src[i] for i in ids]
-        tgts = [self.tgt[i] for i in ids]
-        n, s, t = len(ids), max(len(x) for x in srcs), max(len(x) for x in tgts)
-        src = np.full((n, s), PAD, dtype=np.int64)
-        target = np.full((n, t), PAD, dtype=np.int64)
-        prev = np.full((n, t), PAD, dtype=np.int64)
-        for k, (x, y) in enumerate(zip(srcs, tgts, strict=True)):
-            src[k, :len(x)] = x
-            target[k, :len(y)] = y
-            prev[k, 0] = EOS
-            prev[k, 1:len(y)] = y[:-1]
-        ntokens = int(sum(len(y) for y in tgts))
-        return Batch(torch.from_numpy(src), torch.from_numpy(prev), torch.from_numpy(target), ntokens, ids)
+        return collate([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
+
+    def epoch_positions(self, rng: np.random.Generator) -> np.ndarray:
+        """The positions an epoch goes through: each pair once."""
+        return np.arange(len(self))
+
+
+def collate(srcs: list[np.ndarray], tgts: list[np.ndarray], ids: np.ndarray,
+            bos: np.ndarray | None = None) -> Batch:
+    """One batch of source/target id arrays (each ending with eos). The decoder's first input is eos,
+    or `bos[k]` for pair k (a target-language code, fairseq's --decoder-langtok)."""
+    n, s, t = len(ids), max(len(x) for x in srcs), max(len(x) for x in tgts)
+    src = np.full((n, s), PAD, dtype=np.int64)
+    target = np.full((n, t), PAD, dtype=np.int64)
+    prev = np.full((n, t), PAD, dtype=np.int64)
+    for k, (x, y) in enumerate(zip(srcs, tgts, strict=True)):
+        src[k, :len(x)] = x
+        target[k, :len(y)] = y
+        prev[k, 0] = EOS if bos is None else bos[k]
+        prev[k, 1:len(y)] = y[:-1]
+    ntokens = int(sum(len(y) for y in tgts))
+    return Batch(torch.from_numpy(src), torch.from_numpy(prev), torch.from_numpy(target), ntokens, ids)
+
+
+class MultiPairDataset:
+    """Several translation directions as one dataset (a multilingual model's training data).
+
+    Positions index the concatenation of the directions. With `lang_code` "source", the target
+    language's code token starts each source sentence (Pasero's `lang_code`); with "decoder", it is
+    the decoder's first input instead of eos (fairseq's --decoder-langtok). Each epoch draws
+    direction d's pairs in proportion to size_d ** (1 / temperature) (all pairs once when 1).
+    """
+
+    def __init__(self, parts: dict[str, PairDataset], lang_ids: dict[str, int], lang_code: str = "source",
+                 temperature: float = 1.0):
+        self.parts, self.pairs = list(parts.values()), list(parts)
+        self.lang_code, self.temperature = lang_code, temperature
+        self.targets = np.array([lang_ids[pair.split("-")[1]] for pair in self.pairs], dtype=np.int64)
+        sizes = [len(part) for part in self.parts]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        extra = int(lang_code == "source")
+        self.src_sizes = np.concatenate([part.src_sizes for part in self.parts]) + extra
+        self.tgt_sizes = np.concatenate([part.tgt_sizes for part in self.parts])
+        self.name = ", ".join(part.name for part in self.parts)
+        self.num_skipped = sum(part.num_skipped for part in self.parts)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def direction(self, positions: np.ndarray) -> np.ndarray:
+        """Index (in `pairs`) of the direction of each position."""
+        return np.searchsorted(self.offsets, positions, side="right") - 1
+
+    def collate(self, positions: np.ndarray) -> Batch:
+        directions = self.direction(positions)
+        srcs, tgts = [], []
+        for position, d in zip(positions.tolist(), directions.tolist(), strict=True):
+            part = self.parts[d]
+            i = part.indices[position - self.offsets[d]]
+            src = part.src[i]
+            srcs.append(np.concatenate([[self.targets[d]], src]) if self.lang_code == "source" else src)
+            tgts.append(part.tgt[i])
+        bos = self.targets[directions] if self.lang_code == "decoder" else None
+        return collate(srcs, tgts, np.asarray(positions), bos)
+
+    def epoch_positions(self, rng: np.random.Generator) -> np.ndarray:
+        """Each direction's share of the epoch, by temperature: pairs of small directions are drawn
+        more than once, those of large ones not all (the epoch keeps the total number of pairs)."""
+        if self.temperature == 1.0:
+            return np.arange(len(self))
+        sizes = np.diff(self.offsets)
+        shares = temperature_shares(sizes, len(self), self.temperature)
+        return np.concatenate([np.repeat(np.arange(start, start + n), times_drawn(rng, int(n), int(k)))
+                               for start, n, k in zip(self.offsets[:-1], sizes, shares, strict=True)])
+
+    def head(self, n: int | None) -> MultiPairDataset:
+        """The first `n` pairs of each direction (a quick validation decoding)."""
+        return MultiPairDataset({pair: part.head(n) for pair, part in zip(self.pairs, self.parts, strict=True)},
+                                dict(zip([p.split("-")[1] for p in self.pairs], self.targets.tolist(), strict=True)),
+                                self.lang_code, self.temperature)
 
 
 def open_pair(data_dir: str | os.PathLike, split: str, src: str, tgt: str, **filters: Any) -> PairDataset:
@@ -132,9 +200,12 @@ def make_batches(order: np.ndarray, src_sizes: np.ndarray, tgt_sizes: np.ndarray
     return np.split(order, bounds) if lengths else []
 
 
-def length_order(dataset: PairDataset, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Positions sorted by source then target length; with `rng`, equal lengths come in random order."""
-    perm = rng.permutation(len(dataset)) if rng is not None else np.arange(len(dataset))
+def length_order(dataset: PairDataset | MultiPairDataset, rng: np.random.Generator | None = None,
+                 positions: np.ndarray | None = None) -> np.ndarray:
+    """`positions` (default: all) sorted by source then target length; with `rng`, equal lengths
+    come in random order."""
+    positions = np.arange(len(dataset)) if positions is None else positions
+    perm = positions[rng.permutation(len(positions))] if rng is not None else positions
     return perm[np.lexsort((dataset.tgt_sizes[perm], dataset.src_sizes[perm]))]
 
 
@@ -164,7 +235,7 @@ class BatchIterator:
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         if self._cache is None or self._cache[0] != epoch:
             rng = np.random.default_rng([self.seed, epoch])
-            order = length_order(self.dataset, rng)
+            order = length_order(self.dataset, rng, self.dataset.epoch_positions(rng))
             batches = make_batches(order, self.dataset.src_sizes, self.dataset.tgt_sizes, self.max_tokens)
             self._cache = epoch, [batches[i] for i in rng.permutation(len(batches))]
         return self._cache[1]

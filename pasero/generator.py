@@ -29,7 +29,7 @@ from pasero.errors import CheckpointError, ConfigError
 from pasero.model import Transformer
 from pasero.options import updated
 from pasero.search_options import DecodeOptions, SearchOptions
-from pasero.tokenizer import Tokenizer
+from pasero.tokenizer import Tokenizer, lang_token
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +69,37 @@ class TextGenerator:
         inference = inference or {}
         self.source_lang, self.target_lang = inference.get("source_lang"), inference.get("target_lang")
         self.bleu_tok = inference.get("bleu_tok") or "13a"
+        self.lang_code = inference.get("lang_code") or "none"  # how the model is told the target language
+        self.lang_pairs = inference.get("lang_pairs")  # the directions of a multilingual model
+        self._lang_id = self._target_code() if self.lang_code != "none" else None
         # SentencePiece id -> dictionary id, to encode whole batches without going through strings.
         self._piece_ids = (np.array([dictionary.index(p) for p in tokenizer.pieces], dtype=np.int64)
                            if tokenizer is not None else None)
 
+    def _target_code(self) -> int:
+        """The dictionary id of the target language's code token, which a multilingual model needs."""
+        known = sorted({pair.split("-")[1] for pair in self.lang_pairs or []})
+        if not self.target_lang:
+            raise ConfigError(f"{self.path}: a multilingual model needs the target language (-t / target_lang; "
+                              f"it was trained to produce {', '.join(known) or 'several'})")
+        token = lang_token(self.target_lang)
+        if token not in self.dictionary:
+            raise ConfigError(f"{self.path}: the model has no language code for '{self.target_lang}' "
+                              f"(it was trained to produce {', '.join(known)})")
+        return self.dictionary.index(token)
+
+    @property
+    def zero_shot(self) -> bool:
+        """Whether the direction being decoded was not among a multilingual model's training directions."""
+        return bool(self.lang_pairs) and f"{self.source_lang}-{self.target_lang}" not in self.lang_pairs
+
     @classmethod
     def build(cls, path: str | Path, device: str = "auto", dtype: str = "auto", batch_size: int | None = None,
-              **options: Any) -> TextGenerator:
+              source_lang: str | None = None, target_lang: str | None = None, **options: Any) -> TextGenerator:
         """Load a model file or folder (model.pt, else checkpoint_best.pt, else checkpoint_last.pt).
 
-        `options` (SearchOptions fields) override the model's decoding defaults.
+        `options` (SearchOptions fields) override the model's decoding defaults; the languages (needed
+        by multilingual models) override those the model was trained with.
         """
         torch_device = resolve_device(device)
         path = checkpoints.resolve_model_path(path)
@@ -94,6 +115,7 @@ class TextGenerator:
                                   f"({model.tgt_embed.num_embeddings})")
         tokenizer = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
         inference = model_defaults(ckpt, path)
+        inference.update({k: v for k, v in (("source_lang", source_lang), ("target_lang", target_lang)) if v})
         defaults = {k: v for k, v in inference.items() if k in SearchOptions.__dataclass_fields__}
         search_options = updated(updated(SearchOptions(), f"{path} (inference settings)", **defaults),
                                  "decoding options", **options)
@@ -121,6 +143,8 @@ class TextGenerator:
                        np.array([self.dictionary.eos_idx]) for ids in self.tokenizer.encode_batch(list(lines))]
         else:
             encoded = [self.dictionary.encode(line) for line in lines]
+        if self.lang_code == "source":  # the target language's code starts the source (Pasero)
+            encoded = [np.concatenate([[self._lang_id], ids]) for ids in encoded]
         limit = self.model.cfg.max_positions
         for i, ids in enumerate(encoded):
             if len(ids) > limit:
@@ -156,11 +180,12 @@ class TextGenerator:
         sizes = np.array([len(ids) for ids in encoded], dtype=np.int64)
         order = np.argsort(sizes, kind="stable")
         results: list[list[dict[str, Any]]] = [[] for _ in encoded]
+        bos = torch.tensor(self._lang_id) if self.lang_code == "decoder" else None  # fairseq's --decoder-langtok
         for n, batch in enumerate(make_batches(order, sizes, sizes, batch_size or self.batch_size)):
             src = search.collate_source([encoded[i] for i in batch], self.dictionary.pad_idx).to(self.device)
             # a seed makes sampling repeatable, yet with different random draws per batch
             batch_opts = opts if opts.seed is None else dataclasses.replace(opts, seed=opts.seed + n)
-            hyps = search.generate(self.model, src, batch_opts, need_attention=return_attention)
+            hyps = search.generate(self.model, src, batch_opts, need_attention=return_attention, bos=bos)
             for i, nbest in zip(batch.tolist(), hyps, strict=True):
                 results[i] = [self._to_dict(h, return_scores, return_attention) for h in nbest]
         return results

@@ -98,7 +98,7 @@ def _check(src_tokens: Tensor, options: SearchOptions | None) -> SearchOptions:
 
 
 def beam_search(model: Transformer, src_tokens: Tensor, options: SearchOptions | None = None,
-                need_attention: bool = False) -> list[list[Hypothesis]]:
+                need_attention: bool = False, bos: Tensor | None = None) -> list[list[Hypothesis]]:
     """The `nbest` best hypotheses of each source sentence (right-padded (B, S) token ids), best first."""
     options = _check(src_tokens, options)
     if options.nbest > options.beam_size:
@@ -119,7 +119,7 @@ def beam_search(model: Transformer, src_tokens: Tensor, options: SearchOptions |
         sent = torch.arange(bsz, device=device)
         scores = torch.zeros(bsz, k, device=device)
         scores[:, 1:] = NEG_INF  # all beams start identical: expand only the first one
-        prev = torch.full((bsz * k,), EOS, dtype=torch.long, device=device)
+        prev = _first_input(bos, bsz, device).repeat_interleave(k)
         tokens = torch.full((bsz * k, steps), PAD, dtype=torch.long, device=device)
         pos_scores = torch.zeros(bsz * k, steps, device=device)
         src_len = src_tokens.size(1)
@@ -228,14 +228,14 @@ class _Finished:
 
 
 def greedy_search(model: Transformer, src_tokens: Tensor, options: SearchOptions | None = None,
-                  need_attention: bool = False) -> list[list[Hypothesis]]:
+                  need_attention: bool = False, bos: Tensor | None = None) -> list[list[Hypothesis]]:
     """The most probable next token at every step: beam search with one beam, without its bookkeeping
     (beam_size, nbest and the sampling options are not used)."""
-    return _sequential(model, src_tokens, 1, _argmax, 1.0, options or SearchOptions(), need_attention)
+    return _sequential(model, src_tokens, 1, _argmax, 1.0, options or SearchOptions(), need_attention, bos)
 
 
 def sample(model: Transformer, src_tokens: Tensor, options: SearchOptions | None = None,
-           need_attention: bool = False) -> list[list[Hypothesis]]:
+           need_attention: bool = False, bos: Tensor | None = None) -> list[list[Hypothesis]]:
     """`options.nbest` independent samples per sentence, best normalized score first.
 
     Tokens are drawn from softmax(logits / temperature), restricted to the `top_k` most probable
@@ -261,7 +261,14 @@ def sample(model: Transformer, src_tokens: Tensor, options: SearchOptions | None
             lprobs = lprobs.scatter(1, sorted_idx, sorted_lprobs.masked_fill(outside, NEG_INF))
         return torch.multinomial(lprobs.exp(), 1, generator=generator).squeeze(1)
 
-    return _sequential(model, src_tokens, options.nbest, choose, options.temperature, options, need_attention)
+    return _sequential(model, src_tokens, options.nbest, choose, options.temperature, options, need_attention, bos)
+
+
+def _first_input(bos: Tensor | None, bsz: int, device: torch.device) -> Tensor:
+    """(B,) the decoder's first input: eos (fairseq's convention) unless given."""
+    if bos is None:
+        return torch.full((bsz,), EOS, dtype=torch.long, device=device)
+    return torch.as_tensor(bos, dtype=torch.long, device=device).expand(bsz).clone()
 
 
 def _argmax(lprobs: Tensor) -> Tensor:
@@ -269,7 +276,8 @@ def _argmax(lprobs: Tensor) -> Tensor:
 
 
 def _sequential(model: Transformer, src_tokens: Tensor, copies: int, choose: Callable[[Tensor], Tensor],
-                temperature: float, options: SearchOptions, need_attention: bool) -> list[list[Hypothesis]]:
+                temperature: float, options: SearchOptions, need_attention: bool,
+                bos: Tensor | None = None) -> list[list[Hypothesis]]:
     """Extend `copies` hypotheses per sentence one token at a time, each on its own (greedy, sampling)."""
     options = _check(src_tokens, options)
     min_len, len_penalty = options.min_len, options.len_penalty
@@ -286,7 +294,7 @@ def _sequential(model: Transformer, src_tokens: Tensor, copies: int, choose: Cal
             encoder_out, cache = model.reorder(encoder_out, cache,
                                                torch.arange(bsz, device=device).repeat_interleave(copies))
         active = torch.arange(n, device=device)  # output row of each row of the batch
-        prev = torch.full((n,), EOS, dtype=torch.long, device=device)
+        prev = _first_input(bos, bsz, device).repeat_interleave(copies)
         tokens = torch.full((n, steps), PAD, dtype=torch.long, device=device)
         pos_scores = torch.zeros(n, steps, device=device)
         lengths = torch.full((n,), steps, dtype=torch.long, device=device)
@@ -327,17 +335,20 @@ def _sequential(model: Transformer, src_tokens: Tensor, copies: int, choose: Cal
 
 
 def generate(model: Transformer, src_tokens: Tensor | Sequence[Sequence[int]],
-             options: SearchOptions | None = None, need_attention: bool = False) -> list[list[Hypothesis]]:
+             options: SearchOptions | None = None, need_attention: bool = False,
+             bos: Tensor | None = None) -> list[list[Hypothesis]]:
     """One entry point for every search: beam search, greedy when beam_size is 1, or `nbest` samples.
 
     `src_tokens`: right-padded (B, S) ids on the model's device, or a list of id sequences.
+    `bos`: (B,) the decoder's first input of each sentence (default: eos; a target-language code
+    for models trained with lang_code "decoder"); it is not part of the hypotheses.
     Returns, per sentence in input order, its hypotheses best first.
     """
     if not isinstance(src_tokens, Tensor):
         src_tokens = collate_source(src_tokens, model.padding_idx).to(next(model.parameters()).device)
     options = options or SearchOptions()
     if options.sampling:
-        return sample(model, src_tokens, options, need_attention)
+        return sample(model, src_tokens, options, need_attention, bos)
     if options.beam_size == 1 and options.nbest == 1:
-        return greedy_search(model, src_tokens, options, need_attention)
-    return beam_search(model, src_tokens, options, need_attention)
+        return greedy_search(model, src_tokens, options, need_attention, bos)
+    return beam_search(model, src_tokens, options, need_attention, bos)

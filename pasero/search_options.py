@@ -9,6 +9,9 @@ from pasero.options import option
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# How a multilingual model is told the target language: not at all, a <lang:xx> token starting the
+# source (Pasero), or that token as the decoder's first input (fairseq's --decoder-langtok).
+LANG_CODES = ("none", "source", "decoder")
 
 
 @dataclass

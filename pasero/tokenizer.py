@@ -35,6 +35,7 @@ import yaml
 from pasero import casing
 from pasero.errors import ConfigError, DataError
 from pasero.files import atomic_output, count_lines, decode_line
+from pasero.sampling import temperature_shares, times_drawn
 
 logger = logging.getLogger(__name__)
 
@@ -342,8 +343,8 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
             chosen[rng.choice(total, size, replace=False)] = 1
             picks = np.split(chosen, np.cumsum(counts)[:-1])
     else:
-        picks = [_times_drawn(rng, n, k) for n, k in zip(counts, _shares(counts, size or total, temperature),
-                                                            strict=True)]
+        shares = temperature_shares(counts, size or total, temperature)
+        picks = [times_drawn(rng, n, k) for n, k in zip(counts, shares, strict=True)]
     for path, times in zip(paths, picks, strict=True):
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
@@ -352,21 +353,6 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
                     line = decode_line(raw, path, lineno)
                     for _ in range(repeat):
                         yield line
-
-
-def _shares(counts: np.ndarray, size: int, temperature: float) -> np.ndarray:
-    """Lines drawn from each input: `size` split in proportion to count ** (1 / temperature)."""
-    weights = np.where(counts > 0, counts.astype(np.float64) ** (1.0 / temperature), 0.0)
-    return np.round(size * weights / weights.sum()).astype(np.int64)
-
-
-def _times_drawn(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-    """How many times each of `n` lines is drawn for `k` draws: every line k // n times, and a
-    random k % n of them once more."""
-    times = np.full(n, k // n if n else 0, dtype=np.int64)
-    if n:
-        times[rng.choice(n, k % n, replace=False)] += 1
-    return times
 
 
 def _settings_from_dict(data: Any, origin: Any) -> TokenizerSettings:

@@ -42,7 +42,7 @@ from pasero.options import (
     spec,
     unknown_option,
 )
-from pasero.search_options import DecodeOptions, SearchOptions
+from pasero.search_options import LANG_CODES, DecodeOptions, SearchOptions
 
 
 def _bleu_tokenizers() -> list[str]:
@@ -57,7 +57,8 @@ def _bleu_tokenizers() -> list[str]:
 # when to stop (raising max_steps, patience or max_time continues a run), how often to log, validate
 # and keep checkpoints, decoding defaults, and where and in which precision the updates are computed.
 # best_metric is not resumable: the recorded validation history holds values of that metric.
-# workflow=False: set by the workflow itself (paths, languages), so not offered in its config.
+# workflow=False: set by the workflow itself (paths, languages), so not offered in its config; the
+# multilingual options too, until the workflow declares multilingual experiments.
 
 
 @dataclass
@@ -75,6 +76,19 @@ class TrainConfig:
                                      inference=True, workflow=False)
     target_lang: str | None = option(None, "target language code ({tgt})", metavar="LANG", short=("-t",),
                                      inference=True, workflow=False)
+    lang_pairs: list[str] | None = option(None, "translation directions of a multilingual model, e.g. [de-en, en-de, "
+                                               "fr-en, en-fr] (null: source_lang-target_lang only)",
+                                          metavar="[SRC-TGT, ...]", inference=True, workflow=False)
+    valid_lang_pairs: list[str] | None = option(None, "directions validated; the average of their best_metric "
+                                                      "selects the best checkpoint (null: lang_pairs)",
+                                                metavar="[SRC-TGT, ...]", resumable=True, workflow=False)
+    lang_code: str = option("none", "how a model is told the target language: none, source (its <lang:xx> token "
+                                    "starts the source, Pasero's lang_code: true) or decoder (it is the decoder's "
+                                    "first input, fairseq's --decoder-langtok)", choices=LANG_CODES,
+                            parse=lambda value, key: _lang_code(value), inference=True, workflow=False)
+    lang_temperature: float = option(1.0, "each epoch draws direction d's pairs in proportion to size_d ** "
+                                          "(1 / lang_temperature): above 1, small directions are upsampled", gt=0,
+                                     workflow=False)
     train_split: str = option("train", "name of the training split", metavar="NAME", resumable=True,
                               workflow=False)
     valid_split: str = option("valid", "name of the validation split", metavar="NAME", resumable=True,
@@ -152,6 +166,12 @@ class TrainConfig:
 
     def model_config(self) -> TransformerConfig:
         return build_config(self.arch, **self.model_overrides)
+
+    def train_pairs(self) -> list[str]:
+        return list(self.lang_pairs or [f"{self.source_lang}-{self.target_lang}"])
+
+    def valid_pairs(self) -> list[str]:
+        return list(self.valid_lang_pairs or self.train_pairs())
 
     def valid_search(self) -> SearchOptions:
         """How the valid set is decoded: the model's decoding defaults with the validation beam."""
@@ -286,8 +306,14 @@ def check_settings(settings: Mapping[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: {e}") from None
 
 
+def _lang_code(value: Any) -> Any:
+    """Pasero writes `lang_code: true` for a target-language code on the source side."""
+    return {True: "source", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+
 def validate(cfg: TrainConfig) -> None:
-    for name in ("data_dir", "model_dir", "source_lang", "target_lang"):
+    required = ("data_dir", "model_dir") + (() if cfg.lang_pairs else ("source_lang", "target_lang"))
+    for name in required:
         if not getattr(cfg, name):
             raise ConfigError(f"option '{name}' is required (in the config file or as {flag(name)})")
     check_config(cfg)
@@ -297,6 +323,10 @@ def check_config(cfg: TrainConfig) -> None:
     """Types are checked on reading; this checks the declared choices and bounds, and how options
     fit together."""
     check_values(cfg)
+    for pair in (cfg.lang_pairs or []) + (cfg.valid_lang_pairs or []):
+        src, _, tgt = pair.partition("-")
+        if not src or not tgt or src == tgt or "-" in tgt:
+            raise ConfigError(f"language pair '{pair}' must be two different codes joined by '-', e.g. de-en")
     if cfg.best_metric in ("bleu", "chrf") and not cfg.valid_decode:
         raise ConfigError(f"best_metric '{cfg.best_metric}' needs valid_decode: true (or choose loss/nll)")
     cfg.model_config()  # model options: their bounds, and heads dividing embed_dim

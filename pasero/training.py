@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import signal
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,15 @@ import numpy as np
 import torch
 
 from pasero import __version__, checkpoints, distributed, scoring, search
-from pasero.batching import BatchIterator, fixed_batches, open_pair, shard, split_prefix
+from pasero.batching import (
+    BatchIterator,
+    MultiPairDataset,
+    PairDataset,
+    fixed_batches,
+    open_pair,
+    shard,
+    split_prefix,
+)
 from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
 from pasero.devices import resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
@@ -49,7 +58,7 @@ from pasero.errors import CheckpointError, DataError, LockedError, TrainingError
 from pasero.files import LogFile, atomic_output, file_lock
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
-from pasero.tokenizer import Tokenizer
+from pasero.tokenizer import Tokenizer, lang_token
 from pasero.train_config import RESUMABLE_FIELDS, TrainConfig, format_duration, save_config
 from pasero.train_state import TrainState, UpdateStats
 
@@ -82,6 +91,7 @@ class Trainer:
         self.clock: Callable[[], float] = time.monotonic
         self._clock_start: float | None = None
         self._stats = UpdateStats()
+        self.valid_by_direction: dict[str, dict[str, float]] = {}  # the last validation's metrics
         self._log_file: LogFile | None = None
         self._lock = contextlib.ExitStack()
         try:
@@ -170,11 +180,12 @@ class Trainer:
 
     def _log_setup(self) -> None:
         cfg, m = self.cfg, self.model_config
+        n_valid = sum(map(len, self.valid_sets.values()))
         overridden = f" ({m.encoder_layers}+{m.decoder_layers} layers, d{m.embed_dim}, ffn {m.ffn_dim}, " \
                      f"{m.heads} heads)" if cfg.model_overrides else ""
         logger.info("model %s%s: %s parameters; %d training pairs (%d skipped), %d valid pairs; device %s (%s), "
                     "%d process(es) x %d accumulated batches of %d tokens", cfg.arch, overridden,
-                    f"{self.num_params:,}", len(self.train_data), self.train_data.num_skipped, len(self.valid_data),
+                    f"{self.num_params:,}", len(self.train_data), self.train_data.num_skipped, n_valid,
                     self.device, str(self.amp_dtype).replace("torch.", ""), self.dist.world_size, self.accum,
                     cfg.batch_size)
 
@@ -199,15 +210,35 @@ class Trainer:
                 raise DataError(f"{cfg.tokenizer}: tokenizer folder not found (set the 'tokenizer' option)")
             self.tokenizer = Tokenizer.load(cfg.tokenizer)
         limit = self.model_config.max_positions
-        src, tgt = cfg.source_lang, cfg.target_lang
-        self.train_data = open_pair(cfg.data_dir, cfg.train_split, src, tgt,
-                                    max_source_len=min(cfg.max_source_len, limit),
-                                    max_target_len=min(cfg.max_target_len, limit), max_len_ratio=cfg.max_len_ratio)
-        self.valid_data = open_pair(cfg.data_dir, cfg.valid_split, src, tgt, max_source_len=limit,
-                                    max_target_len=limit)
+        filters = dict(max_source_len=min(cfg.max_source_len, limit), max_target_len=min(cfg.max_target_len, limit),
+                       max_len_ratio=cfg.max_len_ratio)
+        train = {pair: open_pair(cfg.data_dir, cfg.train_split, *pair.split("-"), **filters)
+                 for pair in cfg.train_pairs()}
+        valid = {pair: open_pair(cfg.data_dir, cfg.valid_split, *pair.split("-"), max_source_len=limit,
+                                 max_target_len=limit) for pair in cfg.valid_pairs()}
+        if len(train) == 1 and cfg.lang_code == "none":  # a bilingual model
+            self.train_data = next(iter(train.values()))
+            self.valid_sets = valid
+        else:
+            lang_ids = self._lang_ids(list(train) + list(valid))
+            self.train_data = MultiPairDataset(train, lang_ids, cfg.lang_code, cfg.lang_temperature)
+            self.valid_sets = {pair: MultiPairDataset({pair: data}, lang_ids, cfg.lang_code)
+                               for pair, data in valid.items()}
         self.train_data_sha1 = checkpoints.fingerprint(
-            [f"{split_prefix(cfg.data_dir, cfg.train_split, src, tgt, lang)}.{ext}" for lang in (src, tgt)
-             for ext in ("idx", "bin")])
+            [f"{split_prefix(cfg.data_dir, cfg.train_split, *pair.split('-'), lang)}.{ext}"
+             for pair in cfg.train_pairs() for lang in pair.split("-") for ext in ("idx", "bin")])
+
+    def _lang_ids(self, pairs: list[str]) -> dict[str, int]:
+        """Dictionary ids of the target languages' code tokens, which tell the model what to produce."""
+        ids = {}
+        for tgt in sorted({pair.split("-")[1] for pair in pairs}):
+            token = lang_token(tgt)
+            if token not in self.dictionary:
+                langs = sorted({lang for pair in pairs for lang in pair.split("-")})
+                raise DataError(f"{self.dict_path} has no {token}: train the tokenizer with --lang-codes "
+                                f"{' '.join(langs)} and rebuild the dictionary (or set lang_code: none)")
+            ids[tgt] = self.dictionary.index(token)
+        return ids
 
     def _changed_inputs(self, ckpt: dict[str, Any]) -> list[str]:
         tokenizer = self.tokenizer.to_state() if self.tokenizer is not None else None
@@ -440,12 +471,19 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Valid loss/nll/ppl (every process takes a share), and BLEU/chrF decoded on rank 0."""
+        """Valid loss/nll/ppl (every process takes a share), and BLEU/chrF decoded on rank 0, per
+        direction; the metrics returned are their averages over the directions."""
         model = self.raw_model.eval()
-        batches = fixed_batches(self.valid_data, self.cfg.valid_batch_size or self.cfg.batch_size)
+        self.valid_by_direction = {pair: self._validate_direction(model, data)
+                                   for pair, data in self.valid_sets.items()}
+        per_direction = list(self.valid_by_direction.values())
+        return {name: statistics.fmean(m[name] for m in per_direction) for name in per_direction[0]}
+
+    def _validate_direction(self, model: Transformer, data: PairDataset | MultiPairDataset) -> dict[str, float]:
+        batches = fixed_batches(data, self.cfg.valid_batch_size or self.cfg.batch_size)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         for positions in batches[self.dist.rank::self.dist.world_size]:
-            batch = self.valid_data.collate(positions).to(self.device)
+            batch = data.collate(positions).to(self.device)
             with self._autocast():
                 logits = model(batch.src_tokens, batch.prev_output_tokens)
             loss, nll, ntokens = self.criterion(logits, batch.target)
@@ -453,18 +491,18 @@ class Trainer:
         loss, nll, ntokens = distributed.all_reduce_sum(sums).tolist()
         metrics = {"loss": base2(loss, ntokens), "nll": base2(nll, ntokens), "ppl": perplexity(nll, ntokens)}
         if self.cfg.valid_decode:
-            scores = self._decode_valid(model) if self.dist.is_master else None
+            scores = self._decode_valid(model, data) if self.dist.is_master else None
             metrics.update(distributed.broadcast_object(scores))
         return metrics
 
-    def _decode_valid(self, model: Transformer) -> dict[str, float]:
-        cfg, data = self.cfg, self.valid_data
+    def _decode_valid(self, model: Transformer, data: PairDataset | MultiPairDataset) -> dict[str, float]:
+        cfg = self.cfg
         sub = data.head(cfg.valid_max_size)
         hyps, refs = [""] * len(sub), [""] * len(sub)
         for positions in fixed_batches(sub, cfg.valid_batch_size or cfg.batch_size):
-            batch = sub.collate(positions)
-            with self._autocast():
-                out = search.generate(model, batch.src_tokens.to(self.device), cfg.valid_search())
+            batch = sub.collate(positions).to(self.device)
+            with self._autocast():  # the decoder starts as in training: eos or the target language's code
+                out = search.generate(model, batch.src_tokens, cfg.valid_search(), bos=batch.prev_output_tokens[:, 0])
             for k, pos in enumerate(positions):
                 hyps[pos] = self._detok(out[k][0].tokens.tolist())
                 refs[pos] = self._detok(batch.target[k].tolist())
@@ -483,6 +521,10 @@ class Trainer:
         row = {"type": "valid", "step": step, "epoch": self.iterator.epoch, **metrics,
                "best_metric": cfg.best_metric, "best": record.best, "best_step": record.best_step,
                "seconds": time.perf_counter() - start}
+        if len(self.valid_by_direction) > 1:  # the metrics above are their averages
+            row["directions"] = self.valid_by_direction
+            logger.info("valid | step %d | %s by direction: %s", step, cfg.best_metric, ", ".join(
+                f"{pair} {m[cfg.best_metric]:.4g}" for pair, m in self.valid_by_direction.items()))
         logger.info("valid | step %d | %s | best %s %s (step %s)", step,
                     " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()), cfg.best_metric, _short(record.best),
                     record.best_step)

@@ -67,10 +67,10 @@ def assert_same_hypotheses(a, b, atol=1e-4):
             torch.testing.assert_close(x.positional_scores, y.positional_scores, atol=atol, rtol=0)
 
 
-def teacher_forced_lprobs(model, src_row, tokens):
+def teacher_forced_lprobs(model, src_row, tokens, bos=EOS):
     """Log-probability of each token of a hypothesis, scored by `forward` in one pass."""
     src_row = src_row[src_row.ne(model.padding_idx)][None]
-    prev = torch.cat([torch.tensor([EOS]), tokens[:-1]])[None]
+    prev = torch.cat([torch.tensor([bos]), tokens[:-1]])[None]
     with torch.no_grad():
         lprobs = torch.log_softmax(model(src_row, prev).float(), dim=-1)[0]
     return lprobs.gather(1, tokens[:, None]).squeeze(1)
@@ -209,3 +209,15 @@ def test_search_turns_dropout_off_and_restores_the_mode(src):
     assert_same_hypotheses(a, search.generate(model, src, SearchOptions(beam_size=3)))
     assert search.generate(model, src[:0]) == []
     assert search.generate(model, [[5, 6, EOS], [7, EOS]], SearchOptions(beam_size=2))[1][0].tokens[-1] == EOS
+
+
+@pytest.mark.parametrize("options", [SearchOptions(beam_size=3, nbest=2), SearchOptions(beam_size=1),
+                                     SearchOptions(sampling=True, nbest=2, seed=0)])
+def test_a_first_decoder_input_other_than_eos_is_what_the_scores_are_conditioned_on(random_model, src, options):
+    """A target-language code as the decoder's first input (fairseq's --decoder-langtok): every
+    search conditions on it, and it is not part of the hypotheses."""
+    code = 7
+    for i, hyps in enumerate(search.generate(random_model, src, options, bos=torch.tensor(code))):
+        for h in hyps:
+            torch.testing.assert_close(h.positional_scores, teacher_forced_lprobs(random_model, src[i], h.tokens, code),
+                                       atol=1e-4, rtol=0)

@@ -70,7 +70,8 @@ def test_saved_config_reloads_to_the_same_run(tmp_path):
     assert again.model_config() == cfg.model_config() and again.model_config().heads == 2
     inference = yaml.safe_load((tmp_path / "inference.yaml").read_text())
     assert inference == {"beam_size": 4, "len_penalty": 1.0, "max_len_a": 1.2, "max_len_b": 10,
-                         "source_lang": "de", "target_lang": "en", "bleu_tok": "13a"}
+                         "source_lang": "de", "target_lang": "en", "bleu_tok": "13a", "lang_code": "none",
+                         "lang_pairs": None}
 
 
 def test_help_documents_every_option(capsys):

@@ -387,7 +387,8 @@ def test_the_schema_is_generated_from_the_option_declarations():
     schema = yaml.safe_load(text)
     offered = set(schema["$defs"]["train_options"]["properties"])
     set_by_the_workflow = {"data_dir", "dict", "tokenizer", "model_dir", "source_lang", "target_lang",
-                           "train_split", "valid_split"}
+                           "train_split", "valid_split", "lang_pairs", "valid_lang_pairs", "lang_code",
+                           "lang_temperature"}
     assert offered == set(known_keys()) - set_by_the_workflow
     assert schema["$defs"]["train_options"]["properties"]["dropout"] == {
         "type": "number", "minimum": 0, "exclusiveMaximum": 1,

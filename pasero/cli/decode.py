@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", nargs="+", default=[], help="input files (default: stdin)")
     p.add_argument("-o", "--output", nargs="+", default=[], help="output files, one per input (default: stdout)")
     p.add_argument("-r", "--ref", nargs="+", default=[], help="references, one per input: print BLEU/chrF at the end")
-    p.add_argument("-s", "--source-lang", help="source language code for {src} (default: the model's)")
-    p.add_argument("-t", "--target-lang", help="target language code for {tgt} (default: the model's)")
+    p.add_argument("-s", "--source-lang", help="source language code, for {src} (default: the model's)")
+    p.add_argument("-t", "--target-lang", help="target language code, for {tgt}; a multilingual model translates "
+                                               "into it (default: the model's)")
     search = p.add_argument_group("search (defaults: the model's inference settings, else those shown)")
     add_arguments(search, SearchOptions)
     r = p.add_argument_group("runtime")
@@ -195,7 +196,11 @@ def _decode(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
 
     given = {k: v for k, v in cli_values(args).items() if k in SearchOptions.__dataclass_fields__}
     generator = TextGenerator.build(args.model, device=options.device, dtype=options.dtype,
-                                    batch_size=options.batch_size, **given)
+                                    batch_size=options.batch_size, source_lang=args.source_lang,
+                                    target_lang=args.target_lang, **given)
+    if generator.zero_shot:
+        logger.info("%s-%s is a zero-shot direction: the model was not trained on it (it was on %s)",
+                    generator.source_lang, generator.target_lang, ", ".join(generator.lang_pairs))
     src = args.source_lang or generator.source_lang
     tgt = args.target_lang or generator.target_lang
     inputs = [expand(p, src, tgt) for p in args.input] or [None]
@@ -236,6 +241,7 @@ def write_info(path: str, generator: TextGenerator, translator: Translator, inpu
     info = {
         **generator.meta,
         "source_lang": generator.source_lang, "target_lang": generator.target_lang,
+        **({"zero_shot": generator.zero_shot} if generator.lang_pairs else {}),
         "inputs": [p or "-" for p in inputs], "outputs": [p or "-" for p in outputs],
         "n_lines": n_output, "n_lines_decoded": translator.n_lines,
         "decode_seconds": round(seconds, 3),
