@@ -324,9 +324,10 @@ class _Normalizer:
 def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperature: float = 1.0) -> Iterator[str]:
     """A random sample of `size` lines (0: as many as there are) over all inputs, in file order.
 
-    With temperature 1 the sample is uniform over all lines. Above 1 each input (one language) gets
-    a share of the sample proportional to `n_lines ** (1 / temperature)` (Pasero's temperature):
-    small languages get more lines than their size, drawn again when the file has too few.
+    With temperature 1 the sample is uniform over all lines. Above 1 each language (the inputs
+    grouped by extension: train.de, train.en) gets a share of the sample proportional to
+    `n_lines ** (1 / temperature)` (Pasero's temperature): small languages get more lines than their
+    size, drawn again when they have too few.
     """
     paths = [Path(p) for p in inputs]
     for path in paths:
@@ -343,8 +344,7 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
             chosen[rng.choice(total, size, replace=False)] = 1
             picks = np.split(chosen, np.cumsum(counts)[:-1])
     else:
-        shares = temperature_shares(counts, size or total, temperature)
-        picks = [times_drawn(rng, n, k) for n, k in zip(counts, shares, strict=True)]
+        picks = _picks_by_language(paths, counts, size or total, temperature, rng)
     for path, times in zip(paths, picks, strict=True):
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
@@ -353,6 +353,22 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
                     line = decode_line(raw, path, lineno)
                     for _ in range(repeat):
                         yield line
+
+
+def _picks_by_language(paths: list[Path], counts: np.ndarray, size: int, temperature: float,
+                       rng: np.random.Generator) -> list[np.ndarray]:
+    """How many times each line of each input is drawn, the inputs grouped by language: a file's
+    extension, as the pipeline names its text (train.de of de-en and of de-fr are both German)."""
+    langs = [path.suffix.lstrip(".") or path.name for path in paths]
+    groups = list(dict.fromkeys(langs))
+    members = [[i for i, lang in enumerate(langs) if lang == group] for group in groups]
+    shares = temperature_shares([int(counts[idx].sum()) for idx in members], size, temperature)
+    picks: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(paths)
+    for idx, k in zip(members, shares, strict=True):
+        times = times_drawn(rng, int(counts[idx].sum()), int(k))
+        for i, part in zip(idx, np.split(times, np.cumsum(counts[idx])[:-1]), strict=True):
+            picks[i] = part
+    return picks
 
 
 def _settings_from_dict(data: Any, origin: Any) -> TokenizerSettings:

@@ -30,6 +30,7 @@ from pasero.errors import ConfigError
 from pasero.files import atomic_output, expand_langs
 from pasero.metrics import BEST_METRICS, lower_is_better
 from pasero.model_config import ARCHITECTURES, CONFIG_FIELDS, DEFAULT_ARCH, TransformerConfig, build_config
+from pasero.multilingual import check_direction
 from pasero.options import (
     add_arguments,
     check_values,
@@ -57,8 +58,8 @@ def _bleu_tokenizers() -> list[str]:
 # when to stop (raising max_steps, patience or max_time continues a run), how often to log, validate
 # and keep checkpoints, decoding defaults, and where and in which precision the updates are computed.
 # best_metric is not resumable: the recorded validation history holds values of that metric.
-# workflow=False: set by the workflow itself (paths, languages), so not offered in its config; the
-# multilingual options too, until the workflow declares multilingual experiments.
+# workflow=False: set by the workflow itself (paths, languages, a multilingual experiment's
+# directions), so not offered in its config.
 
 
 @dataclass
@@ -85,10 +86,9 @@ class TrainConfig:
     lang_code: str = option("none", "how a model is told the target language: none, source (its <lang:xx> token "
                                     "starts the source, Pasero's lang_code: true) or decoder (it is the decoder's "
                                     "first input, fairseq's --decoder-langtok)", choices=LANG_CODES,
-                            parse=lambda value, key: _lang_code(value), inference=True, workflow=False)
+                            parse=lambda value, key: _lang_code(value), inference=True)
     lang_temperature: float = option(1.0, "each epoch draws direction d's pairs in proportion to size_d ** "
-                                          "(1 / lang_temperature): above 1, small directions are upsampled", gt=0,
-                                     workflow=False)
+                                          "(1 / lang_temperature): above 1, small directions are upsampled", gt=0)
     train_split: str = option("train", "name of the training split", metavar="NAME", resumable=True,
                               workflow=False)
     valid_split: str = option("valid", "name of the validation split", metavar="NAME", resumable=True,
@@ -324,9 +324,7 @@ def check_config(cfg: TrainConfig) -> None:
     fit together."""
     check_values(cfg)
     for pair in (cfg.lang_pairs or []) + (cfg.valid_lang_pairs or []):
-        src, _, tgt = pair.partition("-")
-        if not src or not tgt or src == tgt or "-" in tgt:
-            raise ConfigError(f"language pair '{pair}' must be two different codes joined by '-', e.g. de-en")
+        check_direction(pair)
     if cfg.best_metric in ("bleu", "chrf") and not cfg.valid_decode:
         raise ConfigError(f"best_metric '{cfg.best_metric}' needs valid_decode: true (or choose loss/nll)")
     cfg.model_config()  # model options: their bounds, and heads dividing embed_dim

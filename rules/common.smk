@@ -3,6 +3,7 @@
 # language pair `src-tgt` or a named variant of it `src-tgt.variant`.
 
 import functools
+import math
 import os
 import re
 import shlex
@@ -12,8 +13,9 @@ import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from pasero import train_config
+from pasero import multilingual, train_config
 from pasero.errors import ConfigError, did_you_mean
+from pasero.files import expand_langs
 
 SCHEMA = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
 
@@ -114,6 +116,13 @@ def corpus_config(corpus):
 
 @functools.cache
 def experiment(corpus, name):
+    """Resolved settings of results/{corpus}/{name}/: a language pair's or a multilingual one's."""
+    if name.partition(".")[0] in corpus_config(corpus).get("multilingual", {}):
+        return multilingual_experiment(corpus, name)
+    return pair_experiment(corpus, name)
+
+
+def pair_experiment(corpus, name):
     """Resolved settings of results/{corpus}/{name}/, plus its corpus, pair, languages and variant.
 
     From weakest to strongest: `defaults` (filled with the schema's defaults), the corpus's
@@ -157,9 +166,78 @@ def experiment(corpus, name):
     )
 
 
+def multilingual_experiment(corpus, name):
+    """A multilingual experiment: one model for the directions of `corpus.multilingual.{base}`.
+
+    Its settings are layered like a pair's (the entry's `settings` in place of the pair's); the
+    tokenizer gets a code token per language, and training the directions, the validated ones and
+    Pasero's convention (the target's code on the source side) unless the settings choose another.
+    """
+    cfg = corpus_config(corpus)
+    base, _, variant = name.partition(".")
+    if variant and variant not in config["variants"]:
+        raise WorkflowError(
+            f"unknown variant '{variant}' in '{name}'; config/config.yaml defines: "
+            f"{', '.join(config['variants']) or 'none'} (under variants:)"
+        )
+    multi = cfg["multilingual"][base]
+    where = f"corpora/{corpus}/multilingual/{base}/"
+    try:
+        langs = multi["langs"]
+        directions = multilingual.expand_directions(langs, multi["directions"], multi["pivot"])
+        valid = list(multi.get("valid") or directions)
+        for pair in valid:
+            multilingual.check_direction(pair, langs)
+        zero_shot = multilingual.zero_shot_directions(multi["zero_shot"], langs, directions)
+    except ConfigError as e:
+        raise WorkflowError(f"config/config.yaml, {where}{e}") from None
+    settings = config["defaults"]
+    for layer in (cfg.get("settings"), multi.get("settings"), config["variants"].get(variant) if variant else None):
+        settings = merge(settings, layer)
+    check(settings, f"{where} (resolved settings)/", "settings")
+    settings = dict(settings)  # a copy: `defaults` itself when nothing overrides it
+    settings["tokenizer"] = {**settings["tokenizer"], "lang_codes": list(langs)}
+    settings["train"] = {
+        "lang_code": "source",
+        **settings["train"],
+        "lang_pairs": directions,
+        "valid_lang_pairs": valid,
+    }
+    check_train_settings(settings["train"], f"{where} (resolved settings)/train")
+    return dict(
+        corpus=corpus,
+        name=name,
+        pair=base,
+        src=None,
+        tgt=None,
+        variant=variant,
+        multilingual=True,
+        langs=list(langs),
+        pivot=multi["pivot"],
+        directions=directions,
+        valid=valid,
+        zero_shot=zero_shot,
+        test_sets=["test", *cfg["test_sets"]],
+        **settings,
+    )
+
+
+def text_pair(e, direction):
+    """Where a direction's text comes from: the folder of the first of its two directions listed
+    (de-en and en-de share one download and extraction)."""
+    src, tgt = direction.split("-")
+    listed = e["directions"] + e["zero_shot"]
+    before = listed[: listed.index(direction)] if direction in listed else listed
+    return f"{tgt}-{src}" if f"{tgt}-{src}" in before else direction
+
+
 def experiments():
     """(corpus, name) of every experiment listed in the config: the default target."""
-    return [(corpus, name) for corpus, cfg in config["corpora"].items() for name in cfg["pairs"]]
+    return [
+        (corpus, name)
+        for corpus, cfg in config["corpora"].items()
+        for name in [*cfg.get("pairs", {}), *cfg.get("multilingual", {})]
+    ]
 
 
 def check_experiments():
@@ -185,7 +263,12 @@ def text_dir(e):
 
 
 def get_train_text(wildcards):
+    """Both sides of the training text (of every direction of a multilingual experiment, each
+    language pair once: pasero-build-tokenizer groups the files by language)."""
     e = exp(wildcards)
+    if e.get("multilingual"):
+        pairs = dict.fromkeys(text_pair(e, direction) for direction in e["directions"])
+        return [f"results/{e['corpus']}/{pair}/text/train.{lang}" for pair in pairs for lang in pair.split("-")]
     return [f"{text_dir(e)}/train.{e['src']}", f"{text_dir(e)}/train.{e['tgt']}"]
 
 
@@ -220,7 +303,7 @@ def options(settings, flags=True):
             args.extend(f"{option} {shlex.quote(str(item))}" for item in value)
             continue
         if not isinstance(value, str):
-            value = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+            value = yaml.safe_dump(value, default_flow_style=True, width=math.inf).strip().removesuffix("\n...")
         args.append(f"{option} {shlex.quote(value)}")
     return " ".join(args)
 
@@ -245,7 +328,10 @@ def get_download_options(wildcards):
 def get_local_files(wildcards):
     """A `local` corpus's own files are inputs, so editing them redoes the text."""
     files = corpus_config(wildcards.corpus).get("files", {})
-    return [pattern.format(lang=lang) for pattern in files.values() for lang in (wildcards.src, wildcards.tgt)]
+    src, tgt = wildcards.src, wildcards.tgt
+    return [
+        expand_langs(pattern, src, tgt).replace("{lang}", lang) for pattern in files.values() for lang in (src, tgt)
+    ]
 
 
 def get_test_set_inputs(wildcards):
@@ -255,7 +341,10 @@ def get_test_set_inputs(wildcards):
 
 
 def get_binarize_text(wildcards):
-    return f"{text_dir(exp(wildcards))}/{wildcards.split}.{wildcards.lang}"
+    e = exp(wildcards)
+    if e.get("multilingual"):
+        return f"results/{e['corpus']}/{text_pair(e, wildcards.langpair)}/text/{wildcards.split}.{wildcards.lang}"
+    return f"{text_dir(e)}/{wildcards.split}.{wildcards.lang}"
 
 
 def get_options(section):
@@ -303,6 +392,50 @@ def get_score_inputs(wildcards):
     }
 
 
+def get_direction_source(wildcards):
+    e = exp(wildcards)
+    return f"results/{e['corpus']}/{text_pair(e, f'{wildcards.src}-{wildcards.tgt}')}/text/{wildcards.testset}.{wildcards.src}"
+
+
+def get_direction_score_inputs(wildcards):
+    """A multilingual experiment's hypotheses and references of one direction, `test` first."""
+    e = exp(wildcards)
+    direction = f"{wildcards.src}-{wildcards.tgt}"
+    prefix, text = (
+        f"results/{e['corpus']}/{e['name']}/{direction}",
+        f"results/{e['corpus']}/{text_pair(e, direction)}/text",
+    )
+    return {
+        "hyps": [f"{prefix}/{name}.hyp" for name in e["test_sets"]],
+        "refs": [f"{text}/{name}.{wildcards.tgt}" for name in e["test_sets"]],
+        "info": f"{prefix}/test.decode.json",
+    }
+
+
+def get_direction_score_meta(wildcards):
+    e = exp(wildcards)
+    direction = f"{wildcards.src}-{wildcards.tgt}"
+    zero_shot = str(direction in e["zero_shot"]).lower()
+    return (
+        f"--meta corpus={e['corpus']} --meta pair={direction} --meta variant={e['variant']}"
+        f" --meta multilingual={e['pair']} --meta zero_shot={zero_shot}"
+    )
+
+
+# A pair's experiment name has a hyphen (de-en, de-en.big), a multilingual one has none (top20).
+PAIR_EXP = r"[A-Za-z0-9_]+-[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"
+MULTILINGUAL_EXP = r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"
+
+
+def get_direction_scores(wildcards):
+    e = exp(wildcards)
+    return [f"results/{e['corpus']}/{e['name']}/{pair}/scores.json" for pair in e["directions"] + e["zero_shot"]]
+
+
+def get_pivot(wildcards):
+    return exp(wildcards)["pivot"]
+
+
 def get_score_meta(wildcards):
     e = exp(wildcards)
     return f"--meta corpus={e['corpus']} --meta pair={e['pair']} --meta variant={e['variant']}"
@@ -323,12 +456,15 @@ def get_score_test_sets(wildcards, input):
 def get_train_inputs(wildcards):
     e = exp(wildcards)
     data = data_dir(e)
-    langpair = f"{e['src']}-{e['tgt']}"
+    if e.get("multilingual"):
+        splits = [("train", pair) for pair in e["directions"]] + [("valid", pair) for pair in e["valid"]]
+    else:
+        splits = [(split, f"{e['src']}-{e['tgt']}") for split in ("train", "valid")]
     return {
         "data": [
-            f"{data}/bin/{split}.{langpair}.{lang}.{ext}"
-            for split in ("train", "valid")
-            for lang in (e["src"], e["tgt"])
+            f"{data}/bin/{split}.{pair}.{lang}.{ext}"
+            for split, pair in splits
+            for lang in pair.split("-")
             for ext in ("bin", "idx")
         ],
         "dict": f"{data}/dict.txt",
@@ -346,7 +482,7 @@ def get_train_tokenizer(wildcards):
 
 def get_train_languages(wildcards):
     e = exp(wildcards)
-    return f"--source-lang {e['src']} --target-lang {e['tgt']}"
+    return "" if e.get("multilingual") else f"--source-lang {e['src']} --target-lang {e['tgt']}"
 
 
 def get_train_options(wildcards):
@@ -358,7 +494,8 @@ def get_run_settings(wildcards):
     param of the train rule, so that changing it reruns training."""
     e = exp(wildcards)
     # (which test sets are scored does not change the weights)
-    corpus = {k: v for k, v in corpus_config(e["corpus"]).items() if k not in ("pairs", "settings", "test_sets")}
+    ignored = ("pairs", "multilingual", "settings", "test_sets")  # the experiment's own are in `train`
+    corpus = {k: v for k, v in corpus_config(e["corpus"]).items() if k not in ignored}
     return {"corpus": corpus, "tokenizer": e["tokenizer"], "dict": e["dict"], "train": e["train"]}
 
 

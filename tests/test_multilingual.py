@@ -138,6 +138,45 @@ def test_a_dictionary_without_the_language_codes_is_a_one_line_error(tmp_path, c
 
 def test_language_pairs_are_checked(tmp_path, capsys):
     cfg = make_multilingual(tmp_path, {"de-en": 30})
-    for pairs, message in ((["de-de"], "language pair 'de-de'"), (["deen"], "language pair 'deen'")):
+    for pairs, message in ((["de-de"], "direction 'de-de'"), (["deen"], "direction 'deen'")):
         assert train_main(["-c", str(write_config(tmp_path / "t.yaml", {**cfg, "lang_pairs": pairs}))]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_experiment_table_averages_trained_directions_apart_from_zero_shot(tmp_path, capsys):
+    """pasero-score per direction, then pasero-combine-directions: every direction, and the averages
+    over the trained ones, X->en, en->X and zero-shot; the summary reads it as one experiment."""
+    from pasero.aggregate import read_scores
+    from pasero.cli.aggregate import combine_main
+    from pasero.cli.score import score_main
+
+    refs = ["the cat sat on the mat", "a dog barks at night", "birds sing in the morning"]
+    outputs = {"de-en": refs, "en-de": [refs[0], "a dog", "birds"], "de-fr": ["nothing", "at", "all"]}
+    paths = []
+    for pair, hyps in outputs.items():
+        folder = tmp_path / "top3" / pair
+        folder.mkdir(parents=True)
+        (folder / "test.hyp").write_text("\n".join(hyps) + "\n")
+        (folder / "ref").write_text("\n".join(refs) + "\n")
+        zero_shot = str(pair == "de-fr").lower()
+        assert score_main(["-H", str(folder / "test.hyp"), "-r", str(folder / "ref"), "-o", str(folder / "bleu.txt"),
+                           "--json", str(folder / "scores.json"), "--meta", f"pair={pair}",
+                           "--meta", f"zero_shot={zero_shot}"]) == 0
+        paths.append(str(folder / "scores.json"))
+    out = tmp_path / "top3"
+    assert combine_main([*paths, "--pivot", "en", "-o", str(out / "bleu.txt"), "--json", str(out / "scores.json"),
+                         "--meta", "corpus=TED", "--meta", "pair=top3"]) == 0
+    combined = json.loads((out / "scores.json").read_text())
+    bleu = {pair: row["bleu"] for pair, row in combined["directions"].items()}
+    assert bleu["de-en"] == pytest.approx(100.0) and bleu["en-de"] < 100
+    assert combined["directions"]["de-fr"]["zero_shot"]
+    averages = combined["averages"]
+    assert averages["trained"]["bleu"] == pytest.approx((bleu["de-en"] + bleu["en-de"]) / 2)
+    assert averages["x-en"]["bleu"] == pytest.approx(bleu["de-en"]) and averages["en-x"]["directions"] == 1
+    assert averages["zero_shot"]["bleu"] == pytest.approx(bleu["de-fr"])
+    assert combined["bleu"] == averages["trained"]["bleu"]
+    table = (out / "bleu.txt").read_text().splitlines()
+    assert table[0].split() == ["direction", "BLEU", "chrF"] and table[3].endswith("zero-shot")
+    assert table[4].startswith("avg trained")
+    row = read_scores(out / "scores.json")
+    assert (row["corpus"], row["pair"], row["bleu"]) == ("TED", "top3", combined["bleu"])

@@ -230,3 +230,9 @@ def test_temperature_gives_small_languages_a_larger_share_of_the_sample(tmp_path
     lines = list(_sample_lines([big, small], 1000, seed=3, temperature=1000.0))
     assert {line for line in lines if line.startswith("작은")} == {f"작은 {i}\n" for i in range(100)}
     assert lines == list(_sample_lines([big, small], 1000, seed=3, temperature=1000.0))  # seeded
+    # inputs of one language (its side of two directions) count as one
+    other = tmp_path / "more.de"
+    other.write_text("".join(f"mehr {i}\n" for i in range(900)))
+    lines = list(_sample_lines([big, small, other], 500, seed=3, temperature=5.0))
+    german = sum(not line.startswith("작은") for line in lines)
+    assert german == round(500 * 1800 ** 0.2 / (1800 ** 0.2 + 100 ** 0.2))

@@ -274,6 +274,35 @@ def test_dry_runs_of_ted_and_iwslt_targets_work_offline(real_config):
     assert not (real_config / "results").exists()
 
 
+def test_pasero_ted_top20_is_one_model_for_38_directions_decoded_one_by_one(real_config):
+    """The multilingual experiment of the config: one download per language pair (de-en and en-de
+    share theirs), one joint tokenizer with a code per language, one training job, and per direction
+    a decoding with -s/-t, a score, and the experiment's table of them."""
+    out = snakemake(real_config, "-n", "-p", "results/TED/top20/bleu.txt").output
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
+    assert jobs == {"download": "20", "tokenizer": "1", "dict": "1", "binarize": "96", "train": "1", "select": "1",
+                    "decode_direction": "40", "score_direction": "40", "combine_directions": "1", "total": "201"}
+    commands = [line for line in out.splitlines() if line.startswith("Shell command:")]
+    (tokenizer,) = [c for c in commands if "pasero-build-tokenizer" in c]
+    assert "--lang-codes en --lang-codes ar" in tokenizer and "--temperature 5" in tokenizer
+    (train,) = [c for c in commands if "pasero-train" in c]
+    assert "--lang-code source" in train and "--lang-temperature 5" in train and "--source-lang" not in train
+    assert "--lang-pairs '[ar-en, he-en," in train and "--valid-lang-pairs '[ar-en, ru-en, ko-en," in train
+    (zero_shot,) = [c for c in commands if "pasero-decode" in c and "-s de -t fr" in c]
+    assert "-i results/TED/de-fr/text/test.de -o results/TED/top20/de-fr/test.hyp" in zero_shot
+    (reverse,) = [c for c in commands if "pasero-decode" in c and "-s en -t de" in c]
+    assert "-i results/TED/de-en/text/test.en" in reverse  # the text of de-en, not a second download
+    assert "--meta zero_shot=true" in next(c for c in commands if "pasero-score" in c and "top20/de-fr/" in c)
+    assert not (real_config / "results").exists()
+
+
+def test_a_multilingual_typo_names_its_key(tmp_path):
+    path = workspace(tmp_path, config=None)
+    edit_config(path, lambda c: c["corpora"]["TED"]["multilingual"]["top20"].update(zero_shot=["de-xx"]))
+    result = snakemake(path, "-n", "results/TED/top20/bleu.txt", ok=False)
+    assert "config/config.yaml, corpora/TED/multilingual/top20/direction 'de-xx': xx not among langs" in result.output
+
+
 def test_the_named_recipes_reach_the_commands(real_config):
     """Pasero's TED recipe and fairseq's IWSLT'14 recipe, as the config's layers resolve them."""
     out = snakemake(real_config, "-n", "-p", "results/TED/de-en/bleu.txt", "results/IWSLT14/de-en/bleu.txt").output
@@ -301,8 +330,10 @@ def test_the_named_recipes_reach_the_commands(real_config):
 def test_the_default_target_is_every_listed_experiment_and_the_summary(real_config):
     config = yaml.safe_load((real_config / "config" / "config.yaml").read_text())
     n = sum(len(corpus["pairs"]) for corpus in config["corpora"].values())
+    multi = sum(len(corpus.get("multilingual", {})) for corpus in config["corpora"].values())
     jobs = planned_jobs(real_config)
-    assert jobs["score"] == n and jobs["train"] == n and jobs["aggregate"] == 1
+    assert jobs["score"] == n and jobs["train"] == n + multi and jobs["aggregate"] == 1
+    assert jobs["combine_directions"] == multi >= 1
 
 
 @pytest.mark.parametrize("target, message", [
@@ -387,8 +418,7 @@ def test_the_schema_is_generated_from_the_option_declarations():
     schema = yaml.safe_load(text)
     offered = set(schema["$defs"]["train_options"]["properties"])
     set_by_the_workflow = {"data_dir", "dict", "tokenizer", "model_dir", "source_lang", "target_lang",
-                           "train_split", "valid_split", "lang_pairs", "valid_lang_pairs", "lang_code",
-                           "lang_temperature"}
+                           "train_split", "valid_split", "lang_pairs", "valid_lang_pairs"}
     assert offered == set(known_keys()) - set_by_the_workflow
     assert schema["$defs"]["train_options"]["properties"]["dropout"] == {
         "type": "number", "minimum": 0, "exclusiveMaximum": 1,

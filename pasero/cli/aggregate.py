@@ -34,3 +34,26 @@ def aggregate_main(argv: Sequence[str] | None = None) -> int:
     print(aggregate.to_markdown(aggregate.bleu_table(table), index=True), end="")
     logger.info("%d experiments -> %s%s", len(table), args.output, f" and {args.markdown}" if args.markdown else "")
     return 0
+
+
+@command
+def combine_main(argv: Sequence[str] | None = None) -> int:
+    from pasero import directions
+    from pasero.cli.score import parse_meta
+
+    parser = argparse.ArgumentParser(
+        prog="pasero-combine-directions",
+        description="A multilingual experiment's table from the scores.json of its directions: each direction's "
+                    "BLEU and chrF, and their averages over the trained directions, X->pivot, pivot->X and the "
+                    "zero-shot directions.")
+    parser.add_argument("scores", nargs="+", metavar="SCORES_JSON", help="one {src}-{tgt}/scores.json per direction")
+    parser.add_argument("--pivot", default="en", help="the hub language of the X->pivot and pivot->X averages")
+    parser.add_argument("-o", "--output", required=True, help="the table as text (bleu.txt)")
+    parser.add_argument("--json", required=True, help="the table as JSON (scores.json)")
+    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="extra fields of the JSON")
+    args = parser.parse_args(argv)
+    setup_logging()
+    combined = directions.combine(args.scores, args.pivot, parse_meta(args.meta))
+    directions.write(combined, args.output, args.json)
+    print(directions.to_text(combined), end="")
+    return 0

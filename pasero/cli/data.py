@@ -47,16 +47,17 @@ def build_tokenizer_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inline-case", action="store_true",
                         help="lower-case pieces followed by <T> (Title) or <U> (UPPER) markers")
     parser.add_argument("--nfkc", action="store_true", help="apply Unicode NFKC normalization")
-    parser.add_argument("--lang-codes", nargs="*", default=[], metavar="CODE",
-                        help="language codes to add as tokens: 'en' becomes <lang:en>")
+    parser.add_argument("--lang-codes", nargs="+", action="extend", default=[], metavar="CODE",
+                        help="language codes to add as tokens: 'en' becomes <lang:en> (repeatable)")
     parser.add_argument("--character-coverage", type=float, default=0.9995,
                         help="share of characters covered by pieces; the rest is spelled in bytes")
     parser.add_argument("--sample-size", type=int, default=1_000_000,
                         help="train on this many randomly drawn lines (0: all lines)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the line sample")
     parser.add_argument("--temperature", type=float, default=1.0,
-                        help="above 1, give one input per language: each gets a share of the sample proportional "
-                             "to its lines ** (1 / temperature), so small languages get more (default: 1, uniform)")
+                        help="above 1, each language (inputs grouped by extension: train.de, train.en) gets a "
+                             "share of the sample proportional to its lines ** (1 / temperature), so small languages "
+                             "get more (default: 1, uniform)")
     parser.add_argument("--threads", type=int, default=None, help="SentencePiece training threads")
     parser.add_argument("--dict-out", metavar="FILE",
                         help="also write a fairseq dict.txt of the pieces (counted over the inputs)")

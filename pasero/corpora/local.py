@@ -9,13 +9,16 @@ from pathlib import Path
 
 from pasero.corpora.common import SPLITS, Corpus, CorpusOptions, Pair, parallel
 from pasero.errors import ConfigError, DataError
-from pasero.files import count_lines, read_lines
+from pasero.files import count_lines, expand_langs, read_lines
 
 SET_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 def local(options: CorpusOptions, src: str, tgt: str) -> Corpus:
-    """`--files SPLIT=PATTERN` for train, valid and test; any other name is a further test set."""
+    """`--files SPLIT=PATTERN` for train, valid and test; any other name is a further test set.
+
+    A pattern names the files of one side with `{lang}`; it may also contain `{src}`, `{tgt}` and
+    `{pair}` when each language pair has files of its own (data/{pair}/train.{lang})."""
     missing = [split for split in SPLITS if split not in options.files]
     bad = [name for name in options.files if not SET_NAME.fullmatch(name)]
     if missing or bad:
@@ -34,7 +37,7 @@ def _paths(name: str, pattern: str, src: str, tgt: str) -> tuple[Path, Path]:
     if "{lang}" not in pattern:
         raise ConfigError(f"local corpus: the {name} pattern {pattern!r} needs a {{lang}} placeholder, "
                           "e.g. train.{lang}")
-    path_src, path_tgt = (Path(pattern.replace("{lang}", lang)) for lang in (src, tgt))
+    path_src, path_tgt = (Path(expand_langs(pattern, src, tgt).replace("{lang}", lang)) for lang in (src, tgt))
     for path in (path_src, path_tgt):
         if not path.is_file():
             raise DataError(f"{path}: no such file (from the {name} pattern {pattern!r})")
