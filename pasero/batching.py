@@ -123,12 +123,14 @@ class MultiPairDataset:
     language's code token starts each source sentence (Pasero's `lang_code`); with "decoder", it is
     the decoder's first input instead of eos (fairseq's --decoder-langtok). Each epoch draws
     direction d's pairs in proportion to size_d ** (1 / temperature) (all pairs once when 1).
+    With `batch_by` "direction", each batch holds pairs of one direction only; "mixed" batches only
+    look at lengths.
     """
 
     def __init__(self, parts: dict[str, PairDataset], lang_ids: dict[str, int], lang_code: str = "source",
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, batch_by: str = "mixed"):
         self.parts, self.pairs = list(parts.values()), list(parts)
-        self.lang_code, self.temperature = lang_code, temperature
+        self.lang_code, self.temperature, self.batch_by = lang_code, temperature, batch_by
         self.targets = np.array([lang_ids[pair.split("-")[1]] for pair in self.pairs], dtype=np.int64)
         sizes = [len(part) for part in self.parts]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -171,7 +173,7 @@ class MultiPairDataset:
         """The first `n` pairs of each direction (a quick validation decoding)."""
         return MultiPairDataset({pair: part.head(n) for pair, part in zip(self.pairs, self.parts, strict=True)},
                                 dict(zip([p.split("-")[1] for p in self.pairs], self.targets.tolist(), strict=True)),
-                                self.lang_code, self.temperature)
+                                self.lang_code, self.temperature, self.batch_by)
 
 
 def open_pair(data_dir: str | os.PathLike, split: str, src: str, tgt: str, **filters: Any) -> PairDataset:
@@ -236,9 +238,17 @@ class BatchIterator:
         if self._cache is None or self._cache[0] != epoch:
             rng = np.random.default_rng([self.seed, epoch])
             order = length_order(self.dataset, rng, self.dataset.epoch_positions(rng))
-            batches = make_batches(order, self.dataset.src_sizes, self.dataset.tgt_sizes, self.max_tokens)
+            batches = self._make_batches(order)
             self._cache = epoch, [batches[i] for i in rng.permutation(len(batches))]
         return self._cache[1]
+
+    def _make_batches(self, order: np.ndarray) -> list[np.ndarray]:
+        data = self.dataset
+        if getattr(data, "batch_by", "mixed") == "mixed":
+            return make_batches(order, data.src_sizes, data.tgt_sizes, self.max_tokens)
+        directions = data.direction(order)
+        return [batch for d in range(len(data.pairs))
+                for batch in make_batches(order[directions == d], data.src_sizes, data.tgt_sizes, self.max_tokens)]
 
     def steps_per_epoch(self) -> int:
         return len(self.epoch_batches(self.epoch)) // self.batches_per_step

@@ -89,6 +89,8 @@ class TrainConfig:
                             parse=lambda value, key: _lang_code(value), inference=True)
     lang_temperature: float = option(1.0, "each epoch draws direction d's pairs in proportion to size_d ** "
                                           "(1 / lang_temperature): above 1, small directions are upsampled", gt=0)
+    batch_by: str = option("mixed", "mixed: batches by length only; direction: each batch holds one direction's "
+                                    "pairs (Pasero's --batch-by)", choices=("mixed", "direction"))
     train_split: str = option("train", "name of the training split", metavar="NAME", resumable=True,
                               workflow=False)
     valid_split: str = option("valid", "name of the validation split", metavar="NAME", resumable=True,

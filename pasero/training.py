@@ -221,7 +221,7 @@ class Trainer:
             self.valid_sets = valid
         else:
             lang_ids = self._lang_ids(list(train) + list(valid))
-            self.train_data = MultiPairDataset(train, lang_ids, cfg.lang_code, cfg.lang_temperature)
+            self.train_data = MultiPairDataset(train, lang_ids, cfg.lang_code, cfg.lang_temperature, cfg.batch_by)
             self.valid_sets = {pair: MultiPairDataset({pair: data}, lang_ids, cfg.lang_code)
                                for pair, data in valid.items()}
         self.train_data_sha1 = checkpoints.fingerprint(

@@ -83,6 +83,11 @@ def test_temperature_upsamples_small_directions_and_is_a_function_of_the_seed(tm
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     drawn = np.concatenate(first)
     assert set(drawn[data.direction(drawn) == 1].tolist()) == set(range(400, 440))  # every small pair drawn
+    assert any(len(set(data.direction(batch).tolist())) > 1 for batch in first)  # mixed batches
+    homogeneous = MultiPairDataset(parts, ids, "source", 5.0, batch_by="direction")
+    batches = BatchIterator(homogeneous, 64, seed=1).epoch_batches(1)
+    assert all(len(set(homogeneous.direction(batch).tolist())) == 1 for batch in batches)
+    assert sorted(np.concatenate(batches).tolist()) == sorted(drawn.tolist())  # the same pairs, batched apart
 
 
 def test_multilingual_training_validates_each_direction_and_resumes_bit_exact(tmp_path):
