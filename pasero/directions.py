@@ -2,8 +2,8 @@
 
 Each direction is scored on its own (pasero-score writes {src}-{tgt}/scores.json); this combines them
 into the experiment's bleu.txt and scores.json: one row per direction, and the averages over the
-trained directions, into and out of the pivot language (X→en, en→X) and over the zero-shot ones —
-the figures multilingual papers report.
+trained directions, into and out of the pivot language (X→en, en→X) and over the zero-shot ones — the figures
+multilingual papers report — with each direction's off-target rate (outputs in another language).
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pasero.aggregate import load_scores
 from pasero.files import atomic_output
 
-METRICS = ("bleu", "chrf")
+METRICS = ("bleu", "chrf", "off_target")
 
 
 def direction_rows(paths: Sequence[str | os.PathLike]) -> dict[str, dict[str, Any]]:
@@ -27,7 +27,8 @@ def direction_rows(paths: Sequence[str | os.PathLike]) -> dict[str, dict[str, An
     for path in paths:
         scores = load_scores(path)
         pair = scores.get("pair") or Path(path).parent.name
-        rows[pair] = {"bleu": scores["bleu"], "chrf": scores.get("chrf"), "zero_shot": bool(scores.get("zero_shot")),
+        rows[pair] = {"bleu": scores["bleu"], "chrf": scores.get("chrf"), "off_target": scores.get("off_target"),
+                      "zero_shot": bool(scores.get("zero_shot")),
                       "signature": (scores.get("signatures") or {}).get("bleu")}
     return rows
 
@@ -40,8 +41,15 @@ def averages(rows: dict[str, dict[str, Any]], pivot: str) -> dict[str, dict[str,
         f"{pivot}-x": [p for p, r in rows.items() if not r["zero_shot"] and p.split("-")[0] == pivot],
         "zero_shot": [p for p, r in rows.items() if r["zero_shot"]],
     }
-    return {name: {metric: statistics.fmean(rows[p][metric] for p in pairs) for metric in METRICS}
+    return {name: {metric: _mean(rows[p][metric] for p in pairs) for metric in METRICS}
             | {"directions": len(pairs)} for name, pairs in groups.items() if pairs}
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    """The mean of the known values (an off-target rate is unknown for a language the identifier
+    does not know)."""
+    known = [value for value in values if value is not None]
+    return statistics.fmean(known) if known else None
 
 
 def combine(paths: Sequence[str | os.PathLike], pivot: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -56,12 +64,18 @@ def combine(paths: Sequence[str | os.PathLike], pivot: str, meta: dict[str, Any]
 
 def to_text(combined: dict[str, Any]) -> str:
     """bleu.txt of a multilingual experiment: a table a person reads."""
-    lines = [f"{'direction':<14} {'BLEU':>6} {'chrF':>6}"]
+    lines = [f"{'direction':<14} {'BLEU':>6} {'chrF':>6} {'off-target %':>12}"]
     for pair, row in sorted(combined["directions"].items(), key=lambda item: (item[1]["zero_shot"], item[0])):
-        lines.append(f"{pair:<14} {row['bleu']:6.2f} {row['chrf']:6.2f}" + ("  zero-shot" if row["zero_shot"] else ""))
+        lines.append(f"{pair:<14} {row['bleu']:6.2f} {row['chrf']:6.2f} {_percent(row.get('off_target')):>12}"
+                     + ("  zero-shot" if row["zero_shot"] else ""))
     for name, mean in combined["averages"].items():
-        lines.append(f"{'avg ' + name:<14} {mean['bleu']:6.2f} {mean['chrf']:6.2f}  ({mean['directions']} directions)")
+        lines.append(f"{'avg ' + name:<14} {mean['bleu']:6.2f} {mean['chrf']:6.2f} {_percent(mean['off_target']):>12}"
+                     f"  ({mean['directions']} directions)")
     return "\n".join(lines) + "\n"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def write(combined: dict[str, Any], text_path: str | os.PathLike, json_path: str | os.PathLike) -> None:

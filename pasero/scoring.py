@@ -26,6 +26,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.metrics.bleu import _TOKENIZERS as BLEU_TOKENIZERS
 from sacremoses import MosesDetokenizer, MosesTokenizer
 
+from pasero import language_id
 from pasero.errors import ConfigError, DataError
 
 METRICS = ("bleu", "chrf", "chrf++")
@@ -175,8 +176,8 @@ def score(hyps: Sequence[str], refs: Sequence[str], bleu_tok: str = "13a", lower
 
     Returns {"bleu", "chrf", "chrf++": full-precision scores, "signatures": {metric: signature},
     "score_lines": {metric: sacreBLEU's text line with its signature}, "bleu_details": {precisions,
-    bp, ratio, hyp_len, ref_len}, "n_lines", "bleu_tok", "lowercase", "lang", "extra_bleu":
-    {protocol: extra_bleu(...)}}.
+    bp, ratio, hyp_len, ref_len}, "n_lines", "bleu_tok", "lowercase", "lang", "off_target" (percentage
+    of hypotheses identified as another language than `lang`), "extra_bleu": {protocol: extra_bleu(...)}}.
     `lowercase` applies to every metric (the sacrebleu command line needs `-lc --chrf-lowercase`).
     `protocols` are names of `PROTOCOLS`, scored after the primary metrics; they need `lang`.
     """
@@ -193,6 +194,8 @@ def score(hyps: Sequence[str], refs: Sequence[str], bleu_tok: str = "13a", lower
         if name == "bleu":
             result["bleu_details"] = _bleu_details(corpus)
     result.update(n_lines=len(hyps), bleu_tok=bleu_tok, lowercase=lowercase, lang=lang)
+    # share of outputs in another language than `lang` (None: no language given, or one unknown to the identifier)
+    result["off_target"] = language_id.off_target_rate(hyps, lang) if lang else None
     result["extra_bleu"] = {name: extra_bleu(hyps, refs, name, lang, lowercase) for name in dict.fromkeys(protocols)}
     return result
 

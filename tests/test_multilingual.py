@@ -156,7 +156,8 @@ def test_the_experiment_table_averages_trained_directions_apart_from_zero_shot(t
     from pasero.cli.score import score_main
 
     refs = ["the cat sat on the mat", "a dog barks at night", "birds sing in the morning"]
-    outputs = {"de-en": refs, "en-de": [refs[0], "a dog", "birds"], "de-fr": ["nothing", "at", "all"]}
+    outputs = {"de-en": refs, "en-de": [refs[0], "a dog", "birds"],
+               "de-fr": ["this is not french at all", "the model answers in english", "as zero-shot models do"]}
     paths = []
     for pair, hyps in outputs.items():
         folder = tmp_path / "top3" / pair
@@ -165,7 +166,7 @@ def test_the_experiment_table_averages_trained_directions_apart_from_zero_shot(t
         (folder / "ref").write_text("\n".join(refs) + "\n")
         zero_shot = str(pair == "de-fr").lower()
         assert score_main(["-H", str(folder / "test.hyp"), "-r", str(folder / "ref"), "-o", str(folder / "bleu.txt"),
-                           "--json", str(folder / "scores.json"), "--meta", f"pair={pair}",
+                           "--json", str(folder / "scores.json"), "--meta", f"pair={pair}", "--lang", pair[3:],
                            "--meta", f"zero_shot={zero_shot}"]) == 0
         paths.append(str(folder / "scores.json"))
     out = tmp_path / "top3"
@@ -181,7 +182,15 @@ def test_the_experiment_table_averages_trained_directions_apart_from_zero_shot(t
     assert averages["zero_shot"]["bleu"] == pytest.approx(bleu["de-fr"])
     assert combined["bleu"] == averages["trained"]["bleu"]
     table = (out / "bleu.txt").read_text().splitlines()
-    assert table[0].split() == ["direction", "BLEU", "chrF"] and table[3].endswith("zero-shot")
+    assert table[0].split() == ["direction", "BLEU", "chrF", "off-target", "%"] and table[3].endswith("zero-shot")
+    # the off-target rate: English where French was asked for, the failure of zero-shot translation
+    off_target = {pair: row["off_target"] for pair, row in combined["directions"].items()}
+    assert off_target["de-en"] == 0 and off_target["de-fr"] == 100
+    assert averages["zero_shot"]["off_target"] == 100 and table[3].split()[3] == "100.0"
+    from pasero.language_id import off_target_rate
+
+    assert off_target_rate(["Das ist kein Englisch, sondern Deutsch."], "de") == 0
+    assert off_target_rate(["whatever"], "xx") is None  # a language the identifier does not know: no rate
     assert table[4].startswith("avg trained")
     row = read_scores(out / "scores.json")
     assert (row["corpus"], row["pair"], row["bleu"]) == ("TED", "top3", combined["bleu"])

@@ -28,7 +28,7 @@ PRIMARY = "test"
 TEST_SET_NAME = re.compile(r"[A-Za-z0-9_]+")
 # Per-test-set fields of scores.json; the primary test set's are also its top-level keys.
 TEST_SET_FIELDS = ("bleu", "chrf", "chrf++", "signatures", "score_lines", "bleu_details", "n_lines", "bleu_tok",
-                   "lowercase", "lang", "extra_bleu", "hyp", "ref")
+                   "lowercase", "lang", "off_target", "extra_bleu", "hyp", "ref")
 
 
 def read_text(path: str) -> list[str]:
