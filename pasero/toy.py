@@ -1,4 +1,5 @@
-"""The toy corpus: a small "German-like" -> "English-like" language pair generated from a seed.
+"""The toy corpus: small "German-like", "English-like" and "Romance-like" (code xx) languages
+generated from a seed, as multi-parallel text (every sentence in all three).
 
 It lets the whole pipeline run on a laptop CPU in minutes while still exercising what
 makes translation more than word substitution:
@@ -15,6 +16,11 @@ Content-word stems are pseudo-words: each German syllable has one English counte
 so the language stays regular enough to be learnt by a tiny model, yet copying the
 source scores a few BLEU points at most. The language (lexicon) is fixed; the seed only
 chooses the sentences, so every seed gives a different sample of the same language.
+
+The third language (xx) renders the same sentences with its own syllables, SVO order throughout
+(no verb-final subclauses), adjectives after the noun agreeing in gender and number, object pronouns
+before the verb, a negation before it and perfects with an auxiliary; it is drawn without touching
+the random draws of the other two, so the German-English corpus of a seed is what it always was.
 """
 
 from __future__ import annotations
@@ -38,6 +44,22 @@ DE_PAST = ("te", "test", "te", "ten", "tet", "ten")
 DE_HAVE = ("habe", "hast", "hat", "haben", "habt", "haben")
 DE_BE = {"pres": ("bin", "bist", "ist", "sind", "seid", "sind"),
          "past": ("war", "warst", "war", "waren", "wart", "waren")}
+XX_PRESENT = ("o", "as", "a", "amos", "ais", "an")
+XX_PAST = ("ai", "aste", "o", "amos", "asteis", "aron")
+XX_HAVE = ("he", "has", "ha", "hemos", "habeis", "han")
+XX_BE = {"pres": ("soy", "eres", "es", "somos", "sois", "son"),
+         "past": ("era", "eras", "era", "eramos", "erais", "eran")}
+# xx subject and object forms of PRONOUNS, row by row
+XX_PRONOUNS = (("yo", "me"), ("tu", "te"), ("el", "lo"), ("ela", "la"), ("elo", "lo"), ("nos", "nos"),
+               ("vos", "vos"), ("elos", "los"))
+XX_DEFINITE = {"m": "lo", "f": "la", "mp": "los", "fp": "las"}
+XX_INDEFINITE = {"m": "un", "f": "una"}
+# the xx word of each German function word of the tables below
+XX_WORDS = {"mit": "con", "von": "de", "zu": "a", "bei": "cerca", "nach": "tras", "neben": "junto",
+            "hinter": "detras", "unter": "bajo", "weil": "porque", "wenn": "si", "obwohl": "aunque",
+            "bevor": "antes", "während": "mientras", "nachdem": "despues", "heute": "hoy", "gestern": "ayer",
+            "morgen": "manana", "jetzt": "ahora", "dann": "luego", "manchmal": "aveces", "oft": "amenudo",
+            "und": "y", "aber": "pero", "oder": "o"}
 EN_BE = {"pres": ("am", "are", "is", "are", "are", "are"), "past": ("was", "were", "was", "were", "were", "were")}
 # (German nominative, accusative, dative, English subject, object, agreement slot)
 PRONOUNS = (
@@ -72,16 +94,21 @@ _DE_CODAS = ["", "", "n", "r", "l", "s", "m", "ch", "ck", "nd", "ng", "lt", "rn"
 _EN_ONSETS = "_ b c d f g h j l m n p r s t v w y th sh ch bl cr pl st tr sl".replace("_", "").split(" ")
 _EN_NUCLEI = "a e i o u ee oo ai oa ou".split()
 _EN_CODAS = ["", "", "n", "t", "p", "m", "ck", "ng", "sh", "x", "ll", "st", "nd"]
+_XX_ONSETS = "_ b c d f g l m n p r s t v ch ll br pr tr gr".replace("_", "").split(" ")
+_XX_NUCLEI = "a e i o u ia ue io".split()
+_XX_CODAS = ["", "", "", "n", "r", "l", "s"]
 _N_SYLLABLES = 80
+LANGUAGES = ("de", "en", "xx")
 
 
 @dataclass(frozen=True)
 class Word:
-    """A content word: German and English stems; a gender for nouns."""
+    """A content word: German, English and xx stems; a gender for nouns."""
 
     de: str
     en: str
     gender: str = ""
+    xx: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,9 +132,12 @@ def lexicon() -> Lexicon:
     rng = random.Random(LEXICON_SEED)
     de_syllables = _syllables(rng, _DE_ONSETS, _DE_NUCLEI, _DE_CODAS)
     cipher = dict(zip(de_syllables, _syllables(rng, _EN_ONSETS, _EN_NUCLEI, _EN_CODAS), strict=False))
+    # xx's syllables come from a generator of their own: German and English stay as they were
+    xx_syllables = _syllables(random.Random(LEXICON_SEED + 1), _XX_ONSETS, _XX_NUCLEI, _XX_CODAS)
+    xx_cipher = dict(zip(de_syllables, xx_syllables, strict=False))
     used = set(FUNCTION_WORDS)
 
-    def stem(consonant_final: bool = False) -> tuple[str, str]:
+    def stem(consonant_final: bool = False) -> tuple[str, str, str]:
         while True:
             parts = [rng.choice(de_syllables) for _ in range(rng.choices((1, 2, 3), (3, 6, 1))[0])]
             de, en = "".join(parts), "".join(cipher[p] for p in parts)
@@ -115,13 +145,17 @@ def lexicon() -> Lexicon:
                 consonant_final and de[-1] in "aeiouäöü"
             ):
                 used.update((de, en))
-                return de, en
+                return de, en, "".join(xx_cipher[p] for p in parts)
 
-    nouns = tuple(Word(*stem(), gender=rng.choice("mfn")) for _ in range(200))
-    adjectives = tuple(Word(*stem(True)) for _ in range(60))
-    verbs = {kind: tuple(Word(*stem(True)) for _ in range(n)) for kind, n in
+    def word(consonant_final: bool = False, noun: bool = False) -> Word:
+        de, en, xx = stem(consonant_final)
+        return Word(de, en, rng.choice("mfn") if noun else "", xx)  # the gender is drawn after the stem
+
+    nouns = tuple(word(noun=True) for _ in range(200))
+    adjectives = tuple(word(True) for _ in range(60))
+    verbs = {kind: tuple(word(True) for _ in range(n)) for kind, n in
              (("intr", 30), ("tr", 70), ("ditr", 8), ("say", 6))}
-    names = tuple(de.capitalize() for de, _ in (stem() for _ in range(24)))
+    names = tuple(de.capitalize() for de, _, _ in (stem() for _ in range(24)))
     return Lexicon(nouns, adjectives, verbs, names)
 
 
@@ -288,6 +322,57 @@ def _en_clause(cl: Clause, question: bool = False) -> list[str]:
     return words
 
 
+def _xx_np(np: NP, case: int) -> list[str]:
+    if np.kind == "pron":
+        return [XX_PRONOUNS[np.pron][0 if case == NOM else 1]]
+    if np.kind == "name":
+        return [np.word]
+    if np.kind == "who":
+        return ["quien"]
+    gender = "f" if np.word.gender == "f" else "m"
+    noun = np.word.xx.split()  # a compound is "head de modifier"
+    if np.plural:
+        noun[0] += "s"
+    words = [XX_DEFINITE[gender + "p" * np.plural]] if np.definite else []
+    words += [XX_INDEFINITE[gender]] if not np.definite and not np.plural else []
+    ending = ("a" if gender == "f" else "o") + "s" * np.plural
+    words += noun + [a.xx + ending for a in np.adjectives]  # adjectives follow and agree with the noun
+    if np.relative:
+        words += ["que"] + _xx_clause(np.relative)
+    return words
+
+
+def _xx_verb(cl: Clause) -> list[str]:
+    slot = cl.subject.agreement
+    if cl.verb is None:
+        return [XX_HAVE[slot], "sido"] if cl.tense == "perf" else [XX_BE[cl.tense][slot]]
+    if cl.tense == "perf":
+        return [XX_HAVE[slot], cl.verb.xx + "ado"]
+    return [cl.verb.xx + (XX_PAST if cl.tense == "past" else XX_PRESENT)[slot]]
+
+
+def _xx_agreement(np: NP) -> str:
+    """The ending of a predicate adjective: the subject's gender and number."""
+    feminine = (np.kind == "noun" and np.word.gender == "f") or (np.kind == "pron" and np.pron == 3)
+    return ("a" if feminine else "o") + ("s" if np.agreement >= 3 else "")
+
+
+def _xx_clause(cl: Clause) -> list[str]:
+    """Subject, negation, object pronouns, verb, objects (the indirect one with `a`), adverb, pp."""
+    subject = [] if cl.gap == "subj" else _xx_np(cl.subject, NOM)
+    clitics = [XX_PRONOUNS[o.pron][1] for o in cl.objects if o.kind == "pron"]
+    objects = []
+    for i, obj in enumerate(cl.objects):
+        if obj.kind != "pron":
+            objects += (["a"] if len(cl.objects) == 2 and i == 0 else []) + _xx_np(obj, ACC)
+    words = subject + (["no"] if cl.negated else []) + clitics + _xx_verb(cl) + objects
+    words += [cl.adverb.xx + "amente"] if cl.adverb else []
+    if cl.pp:
+        words += [XX_WORDS[cl.pp[0][0]]] + _xx_np(cl.pp[1], ACC)
+    words += [cl.predicate.xx + _xx_agreement(cl.subject)] if cl.predicate else []
+    return words
+
+
 def _render(tokens: list[str], final: str) -> str:
     """Attach commas to the preceding word, drop doubled or dangling ones, capitalize."""
     words: list[str] = []
@@ -321,7 +406,7 @@ class _Sampler:
         if not self.chance(0.1):
             return head
         modifier = self.pick(self.lex.nouns)  # a compound: one German word, two English ones
-        return Word(modifier.de + head.de, modifier.en + " " + head.en, head.gender)
+        return Word(modifier.de + head.de, modifier.en + " " + head.en, head.gender, f"{head.xx} de {modifier.xx}")
 
     def np(self, subject: bool, relative: bool = True) -> NP:
         r = self.rng.random()
@@ -358,44 +443,50 @@ class _Sampler:
             cl.pp = (self.rng.choice(PREPOSITIONS), self.np(False, False))
         return cl
 
-    def sentence(self) -> tuple[str, str]:
-        """One (German-like, English-like) pair of any of the sentence types."""
+    def sentence(self) -> tuple[str, str, str]:
+        """One sentence of any of the sentence types, in German-like, English-like and xx."""
         r = self.rng.random()
         if r < 0.12:  # yes/no question: the finite verb (or English auxiliary) first
             cl = self.clause(negation=False)
-            return _render(_de_clause(cl, "question"), "?"), _render(_en_clause(cl, question=True), "?")
+            return (_render(_de_clause(cl, "question"), "?"), _render(_en_clause(cl, question=True), "?"),
+                    _render(_xx_clause(cl), "?"))
         if r < 0.17:  # wh-question about the subject (wer/who) or the object (was/what)
             cl = self.clause("tr", negation=False)
             if self.chance(0.5):
                 cl.subject = NP("who")
-                return _render(_de_clause(cl, "main"), "?"), _render(_en_clause(cl), "?")
+                return _render(_de_clause(cl, "main"), "?"), _render(_en_clause(cl), "?"), _render(_xx_clause(cl), "?")
             cl.objects, cl.gap = [], "obj"
             return (_render(_de_clause(cl, "main", front=["was"]), "?"),
-                    _render(["what"] + _en_clause(cl, question=True), "?"))
+                    _render(["what"] + _en_clause(cl, question=True), "?"), _render(["que"] + _xx_clause(cl), "?"))
         final = "!" if self.chance(0.08) else "."
         if r < 0.32:  # main clause, then a subordinate clause with its verb last
             main, sub, (de_conj, en_conj) = self.clause(), self.clause(relative=False), self.rng.choice(CONJUNCTIONS)
             de = _de_clause(main, "main") + [",", de_conj] + _de_clause(sub, "sub")
             en = _en_clause(main) + [en_conj] + _en_clause(sub)
+            xx = _xx_clause(main) + [",", XX_WORDS[de_conj]] + _xx_clause(sub)
         elif r < 0.42:  # subordinate clause first: the German main clause starts with its verb
             main, sub, (de_conj, en_conj) = self.clause(), self.clause(relative=False), self.rng.choice(CONJUNCTIONS)
             de = _de_clause(main, "main", front=[de_conj] + _de_clause(sub, "sub") + [","])
             en = [en_conj] + _en_clause(sub) + [","] + _en_clause(main)
+            xx = [XX_WORDS[de_conj]] + _xx_clause(sub) + [","] + _xx_clause(main)
         elif r < 0.50:  # reported speech: "sagt, dass ..." / "says that ..."
             main, sub = self.clause("say", relative=False), self.clause()
             de = _de_clause(main, "main") + [",", "dass"] + _de_clause(sub, "sub")
             en = _en_clause(main) + ["that"] + _en_clause(sub)
+            xx = _xx_clause(main) + ["que"] + _xx_clause(sub)
         elif r < 0.60:  # two coordinated main clauses
             first, second, (de_coord, en_coord, comma) = self.clause(), self.clause(), self.rng.choice(COORDINATORS)
             de = _de_clause(first, "main") + [comma, de_coord] + _de_clause(second, "main")
             en = _en_clause(first) + [comma, en_coord] + _en_clause(second)
+            xx = _xx_clause(first) + [comma, XX_WORDS[de_coord]] + _xx_clause(second)
         elif r < 0.75:  # a fronted time adverb: verb second in German
             cl, (de_adverb, en_adverb) = self.clause(), self.rng.choice(TIME_ADVERBS)
             de, en = _de_clause(cl, "main", front=[de_adverb]), [en_adverb] + _en_clause(cl)
+            xx = [XX_WORDS[de_adverb]] + _xx_clause(cl)
         else:
             cl = self.clause()
-            de, en = _de_clause(cl, "main"), _en_clause(cl)
-        return _render([t for t in de if t], final), _render([t for t in en if t], final)
+            de, en, xx = _de_clause(cl, "main"), _en_clause(cl), _xx_clause(cl)
+        return tuple(_render([t for t in side if t], final) for side in (de, en, xx))
 
 
 @functools.lru_cache(maxsize=8)
@@ -411,6 +502,20 @@ def generate(seed: int = 1, sizes: dict[str, int] | None = None) -> dict[str, li
     is drawn first, then valid, then train: for one seed, a larger training set leaves
     the test and valid sets unchanged.
     """
+    return generate_pairs("de", "en", seed, sizes)
+
+
+def generate_pairs(src: str, tgt: str, seed: int = 1,
+                   sizes: dict[str, int] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """The same sentences as `generate`, in any two of the toy's languages (de, en, xx)."""
+    if src not in LANGUAGES or tgt not in LANGUAGES or src == tgt:
+        raise ConfigError(f"the toy corpus has no {src}-{tgt}; its languages are {', '.join(LANGUAGES)}")
+    a, b = LANGUAGES.index(src), LANGUAGES.index(tgt)
+    rows = _draw(seed, sizes)
+    return {split: [(row[a], row[b]) for row in rows[split]] for split in SPLITS}
+
+
+def _draw(seed: int, sizes: dict[str, int] | None) -> dict[str, list[tuple[str, str, str]]]:
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     unknown = set(sizes) - set(SPLITS)
     if unknown or any(not isinstance(n, int) or n < 1 for n in sizes.values()):
@@ -418,18 +523,18 @@ def generate(seed: int = 1, sizes: dict[str, int] | None = None) -> dict[str, li
     sampler = _Sampler(random.Random(seed), lexicon())
     seen_de: set[str] = set()
     seen_en: set[str] = set()
-    corpus: dict[str, list[tuple[str, str]]] = {}
+    corpus: dict[str, list[tuple[str, str, str]]] = {}
     budget = 20 * sum(sizes.values()) + 10_000
     for split in ("test", "valid", "train"):
-        pairs = corpus[split] = []
-        while len(pairs) < sizes[split]:
+        rows = corpus[split] = []
+        while len(rows) < sizes[split]:
             budget -= 1
             if budget < 0:
                 raise ConfigError(f"toy corpus: cannot draw {sum(sizes.values())} distinct sentences; ask for fewer")
-            de, en = sampler.sentence()
+            de, en, xx = sampler.sentence()
             if not MIN_WORDS <= len(de.split()) <= MAX_WORDS or de in seen_de or en in seen_en:
                 continue
             seen_de.add(de)
             seen_en.add(en)
-            pairs.append((de, en))
-    return {split: corpus[split] for split in SPLITS}
+            rows.append((de, en, xx))
+    return corpus

@@ -167,7 +167,7 @@ def test_local_file_errors_leave_no_output(tmp_path, capsys, name, content, mess
     (["--source", "local", "--pair", "de-en", "--files", "train=x.{lang}", "valid=x.{lang}", "test=x.{lang}",
       "dev-2=x.{lang}"], "bad: dev-2"),
     (["--source", "synthetic", "--pair", "de-en", "--files", "train=x.{lang}"], "only for the local source"),
-    (["--source", "synthetic", "--pair", "de-fr"], "languages: de, en"),
+    (["--source", "synthetic", "--pair", "de-fr"], "its languages are de, en, xx"),
     (["--source", "synthetic", "--pair", "de-en", "--sizes", "train=0"], "positive"),
     (["--source", "synthetic", "--pair", "de-en", "--test-set", "tst2010"],
      "the synthetic corpus has no such test set for de-en; it has none beside test"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import re
 import shutil
@@ -364,6 +365,34 @@ def test_toy_pipeline_through_the_slurm_profile_gives_the_local_result(slurm_clu
     assert hyps == (here / EXP / "test.hyp").read_text()
     assert _model_bytes(exp / "model.pt") == _model_bytes(here / EXP / "model.pt")
     assert (exp / "bleu.txt").read_text() == (here / EXP / "bleu.txt").read_text()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_multilingual_experiment_through_the_slurm_profile(slurm_cluster, tmp_path):
+    """One training job on a GPU for all directions, a decoding job on a GPU per direction, and the
+    experiment's table: a multilingual experiment runs on the cluster like a bilingual one."""
+    from test_workflow import workspace
+    from test_workflow_multilingual import CONFIG, write_corpus
+    from test_workflow_multilingual import EXP as MULTI
+
+    config = copy.deepcopy(CONFIG)
+    config["defaults"]["train"].update(max_steps=20, valid_interval=20)
+    config["defaults"]["resources"]["threads"] = 1
+    path = workspace(tmp_path / "multi", config)
+    write_corpus(path)
+    command = [sys.executable, "-m", "snakemake", "--profile", "slurm", *FAST_STATUS, str(MULTI / "bleu.txt")]
+    run = subprocess.run(command, cwd=path, env=_profiles_by_name(tmp_path), capture_output=True, text=True,
+                         timeout=HANG)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-5000:]
+    jobs = _jobs_by_rule(out)
+    assert len(jobs["train"]) == 1 and len(jobs["decode_direction"]) == 4 and len(jobs["score_direction"]) == 4
+    for job in jobs["train"] + jobs["decode_direction"]:
+        assert _job_field(job, "TresPerJob") == "gres:gpu:1", job
+    table = json.loads((path / MULTI / "scores.json").read_text())
+    assert set(table["directions"]) == {"de-en", "en-de", "fr-en", "de-fr"}
+    assert table["directions"]["de-fr"]["zero_shot"]
 
 
 # --- pasero-train --slurm / pasero-decode --slurm on the cluster ------------------------------

@@ -87,3 +87,26 @@ def test_bad_sizes():
         toy.generate(sizes={"train": -1})
     with pytest.raises(ConfigError):
         toy.generate(sizes={"dev": 10})
+
+
+def test_a_third_language_renders_the_same_sentences_without_changing_the_other_two(corpus):
+    """xx: the same sentences as German-like and English-like, with words of its own, verbs before
+    their objects also in subclauses, a negation before the verb; any two languages make a pair."""
+    de_xx = toy.generate_pairs("de", "xx", seed=7, sizes=SMALL)
+    en_xx = toy.generate_pairs("en", "xx", seed=7, sizes=SMALL)
+    assert [de for de, _ in de_xx["test"]] == [de for de, _ in corpus["test"]]  # German-English unchanged
+    assert [xx for _, xx in de_xx["test"]] == [xx for _, xx in en_xx["test"]]
+    assert toy.generate_pairs("xx", "de", seed=7, sizes=SMALL)["test"] == [(b, a) for a, b in de_xx["test"]]
+    xx_words = collections.Counter(w for _, xx in de_xx["train"] for w in xx.lower().split())
+    de_words = collections.Counter(w for de, _ in de_xx["train"] for w in de.lower().split())
+    shared = sum(n for w, n in xx_words.items() if w in de_words) / sum(xx_words.values())
+    assert shared < 0.2  # its own vocabulary (names and a few short words are shared)
+    pairs = list(zip(corpus["test"], de_xx["test"], strict=True))
+    negated = [xx for (de, _), (_, xx) in pairs if " nicht " in f" {de} " and "," not in de]
+    assert negated and all(" no " in f" {xx.lower()} " for xx in negated)
+    questions = [(de, xx) for (de, _), (_, xx) in pairs if de.endswith("?")]
+    assert questions and all(xx.endswith("?") for _, xx in questions)
+    copy = sacrebleu.corpus_bleu([de for de, _ in de_xx["test"]], [[xx for _, xx in de_xx["test"]]]).score
+    assert copy < 10
+    with pytest.raises(ConfigError, match="has no de-fr; its languages are de, en, xx"):
+        toy.generate_pairs("de", "fr")

@@ -55,8 +55,8 @@ def _pairs(path_src: Path, path_tgt: Path) -> Iterator[Pair]:
 def synthetic(options: CorpusOptions, src: str, tgt: str) -> Corpus:
     from pasero import toy
 
-    if {src, tgt} != {"de", "en"}:
-        raise DataError(f"the synthetic corpus has no {src}-{tgt}; it has languages: de, en (pairs de-en, en-de)")
-    corpus = toy.generate(seed=1 if options.seed is None else options.seed, sizes=options.sizes)
-    return Corpus.from_splits({split: pairs if src == "de" else [(b, a) for a, b in pairs]
-                               for split, pairs in corpus.items()})
+    if src not in toy.LANGUAGES or tgt not in toy.LANGUAGES or src == tgt:
+        raise DataError(f"the synthetic corpus has no {src}-{tgt}; its languages are {', '.join(toy.LANGUAGES)} "
+                        "(any pair of two of them)")
+    return Corpus.from_splits(toy.generate_pairs(src, tgt, seed=1 if options.seed is None else options.seed,
+                                                 sizes=options.sizes))
