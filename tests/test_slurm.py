@@ -381,7 +381,8 @@ def test_multilingual_experiment_through_the_slurm_profile(slurm_cluster, tmp_pa
     config["defaults"]["resources"]["threads"] = 1
     path = workspace(tmp_path / "multi", config)
     write_corpus(path)
-    command = [sys.executable, "-m", "snakemake", "--profile", "slurm", *FAST_STATUS, str(MULTI / "bleu.txt")]
+    command = [sys.executable, "-m", "snakemake", "--profile", "slurm", "--max-threads", "1", *FAST_STATUS,
+               str(MULTI / "bleu.txt")]  # the test node has 2 CPUs
     run = subprocess.run(command, cwd=path, env=_profiles_by_name(tmp_path), capture_output=True, text=True,
                          timeout=HANG)
     out = run.stdout + run.stderr
