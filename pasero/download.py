@@ -92,6 +92,21 @@ def _mismatch(name: str, checksum: Checksum, actual: str) -> ChecksumError:
     )
 
 
+DIRECTION_FIELDS = ("{src}", "{tgt}")
+
+
+def direction_urls(url: str, checksum: str | None, src: str, tgt: str) -> list[str]:
+    """The URLs a pair needs from a config URL: `{src}` and `{tgt}` name one archive per direction,
+    and a pair takes both of its directions' (IWSLT'17's multilingual test archives each hold one
+    side: the reference of de-it is the source side of it-de's archive)."""
+    if not any(field in url for field in DIRECTION_FIELDS):
+        return [url]
+    if checksum:
+        raise ConfigError(f"{url}: a URL with {{src}}/{{tgt}} names one archive per direction, so one checksum "
+                          "cannot verify it; set checksum: null (the download log gives each archive's sha256)")
+    return list(dict.fromkeys(url.replace("{src}", a).replace("{tgt}", b) for a, b in ((src, tgt), (tgt, src))))
+
+
 def local_name(url: str) -> Path:
     """Where a URL is stored under the raw folder: `host/path`, like `wget -x`.
 

@@ -10,19 +10,25 @@ from pasero.errors import ConfigError
 DIRECTION_SETS = ("en-centric", "all")
 
 
-def expand_directions(langs: Sequence[str], directions: str | Sequence[str], pivot: str = "en") -> list[str]:
+def expand_directions(langs: Sequence[str], directions: str | Sequence[str], pivot: str = "en",
+                      zero_shot: Sequence[str] = ()) -> list[str]:
     """`en-centric`: every language to and from the pivot (Pasero's TED top-20 English-centric
-    model); `all`: every ordered pair of different languages (multi-parallel); or a list of src-tgt."""
+    model); `all`: every ordered pair of different languages (multi-parallel); or a list of src-tgt.
+    The zero-shot directions are left out of `en-centric` and `all` (`all` with zero_shot [it-ro,
+    ro-it] is the IWSLT'17 zero-shot condition), but not out of a list: a listed direction is trained."""
     langs = list(dict.fromkeys(langs))
     if isinstance(directions, str):
         if directions == "en-centric":
             if pivot not in langs:
                 raise ConfigError(f"directions: en-centric needs the pivot language '{pivot}' among langs")
             others = [lang for lang in langs if lang != pivot]
-            return [f"{lang}-{pivot}" for lang in others] + [f"{pivot}-{lang}" for lang in others]
-        if directions == "all":
-            return [f"{a}-{b}" for a in langs for b in langs if a != b]
-        raise ConfigError(f"directions: '{directions}' must be one of {', '.join(DIRECTION_SETS)} or a list of src-tgt")
+            pairs = [f"{lang}-{pivot}" for lang in others] + [f"{pivot}-{lang}" for lang in others]
+        elif directions == "all":
+            pairs = [f"{a}-{b}" for a in langs for b in langs if a != b]
+        else:
+            raise ConfigError(f"directions: '{directions}' must be one of {', '.join(DIRECTION_SETS)} "
+                              "or a list of src-tgt")
+        return [pair for pair in pairs if pair not in zero_shot]
     pairs = list(dict.fromkeys(directions))
     for pair in pairs:
         check_direction(pair, langs)

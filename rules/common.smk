@@ -14,6 +14,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from pasero import multilingual, train_config
+from pasero.download import direction_urls
 from pasero.errors import ConfigError, did_you_mean
 from pasero.files import expand_langs
 
@@ -249,8 +250,12 @@ def options(settings, flags=True):
 def get_download_options(wildcards):
     cfg = corpus_config(wildcards.corpus)
     args = []
-    for item in cfg["download"]:
-        args.append(f"--url {shlex.quote(item['url'])} --checksum {item['checksum'] or 'none'}")
+    for n, item in enumerate(cfg["download"]):
+        try:
+            urls = direction_urls(item["url"], item["checksum"], wildcards.src, wildcards.tgt)
+        except ConfigError as e:
+            raise WorkflowError(f"config/config.yaml, corpora/{wildcards.corpus}/download/{n}: {e}") from None
+        args += [f"--url {shlex.quote(url)} --checksum {item['checksum'] or 'none'}" for url in urls]
     for split, pattern in cfg.get("files", {}).items():
         args.append(f"--files {shlex.quote(f'{split}={pattern}')}")
     if cfg["source"] == "synthetic":

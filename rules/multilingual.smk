@@ -23,7 +23,7 @@ def multilingual_experiment(corpus, name):
     where = f"corpora/{corpus}/multilingual/{base}/"
     try:
         langs = multi["langs"]
-        directions = multilingual.expand_directions(langs, multi["directions"], multi["pivot"])
+        directions = multilingual.expand_directions(langs, multi["directions"], multi["pivot"], multi["zero_shot"])
         valid = list(multi.get("valid") or directions)
         for pair in valid:
             multilingual.check_direction(pair, langs)

@@ -21,6 +21,8 @@ from http_server import FileServer
 
 from pasero.corpora import CorpusOptions, named_test_sets
 from pasero.corpora.moses import clean_corpus_n, tokenize, tokenize_pairs
+from pasero.download import direction_urls
+from pasero.errors import ConfigError
 
 IWSLT14_SETS = ["TED.dev2010", "TEDX.dev2012", "TED.tst2010", "TED.tst2011", "TED.tst2012"]
 IWSLT14_NAMES = ["dev2010", "tedx_dev2012", "tst2010", "tst2011", "tst2012"]
@@ -229,6 +231,46 @@ def test_iwslt17_unknown_test_set(iwslt17_urls, tmp_path, capsys):
                *url_args, "--test-set", "tst2015") == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "iwslt17 corpus has no such test set for de-en; it has: tst2016" in err
+
+
+def test_iwslt17_multilingual_archives_give_any_direction(server, tmp_path):
+    """The DeEnItNlRo archive (every pair's tags and dev/tst2010 files, one order per pair) and the
+    multi-parallel tst2017 archives, which hold only their source side: de-it's reference is the
+    source side of it-de's archive."""
+    langs = ("de", "en", "it")
+    folder = "DeEnItNlRo-DeEnItNlRo"
+    trnmted = {}
+    for pair in ("de-en", "de-it", "en-it"):
+        for lang in pair.split("-"):
+            trnmted[f"{folder}/train.tags.{pair}.{lang}"] = tags_file(lang, n_talks=1, per_talk=6)
+            trnmted.update({f"{folder}/{xml_name(17, s, pair, lang)}": xml_file(s, lang, 2)
+                            for s in ("TED.dev2010", "TED.tst2010")})
+    urls = [server.add(f"/2017-01-trnmted/texts/DeEnItNlRo/DeEnItNlRo/{folder}.tgz", targz(trnmted))]
+    for src in langs:
+        for tgt in (lang for lang in langs if lang != src):
+            name = f"{src}-{tgt}/IWSLT17.TED.tst2017.mltlng.{src}-{tgt}.{src}.xml"
+            urls.append(server.add(f"/2017-01-mted-test/texts/{src}/{tgt}/{src}-{tgt}.tgz",
+                                   targz({name: xml_file("tst2017", src, 3)})))
+    url_args = [a for u in urls for a in ("--url", u)]
+    for pair in ("it-de", "de-en"):
+        src, tgt = pair.split("-")
+        out = tmp_path / pair
+        assert run("--source", "iwslt17", "--pair", pair, "--raw-dir", tmp_path / "raw", "-o", out, *url_args) == 0
+        assert_aligned(out, src, tgt)
+        assert lines(out / f"train.{src}")[:3] == [f"Title 0 {src}", f"About 0 {src}", f"line 0 {src}"]
+        assert lines(out / f"valid.{tgt}") == [f"{s} {i} {tgt} & co" for s in ("TED.dev2010", "TED.tst2010")
+                                                for i in range(2)]
+        assert lines(out / f"test.{src}") == [f"tst2017 {i} {src} & co" for i in range(3)]
+        assert lines(out / f"test.{tgt}") == [f"tst2017 {i} {tgt} & co" for i in range(3)]
+
+
+def test_a_direction_url_fetches_both_directions_archives():
+    url = "https://host/2017-01-mted-test/texts/{src}/{tgt}/{src}-{tgt}.tgz"
+    assert direction_urls(url, None, "de", "it") == ["https://host/2017-01-mted-test/texts/de/it/de-it.tgz",
+                                                     "https://host/2017-01-mted-test/texts/it/de/it-de.tgz"]
+    assert direction_urls("https://host/all.tgz", "md5:00", "de", "it") == ["https://host/all.tgz"]
+    with pytest.raises(ConfigError, match="one checksum cannot verify it; set checksum: null"):
+        direction_urls(url, "md5:00", "de", "it")
 
 
 def test_talks_without_talkid_are_delimited_by_their_url(server, tmp_path, capsys):

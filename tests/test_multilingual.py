@@ -19,6 +19,7 @@ from pasero.cli.train import train_main
 from pasero.dictionary import Dictionary
 from pasero.errors import ConfigError
 from pasero.generator import TextGenerator
+from pasero.multilingual import expand_directions, zero_shot_directions
 
 LANGS = ("de", "en", "fr")
 CODES = [f"<lang:{lang}>" for lang in LANGS]
@@ -194,3 +195,14 @@ def test_the_experiment_table_averages_trained_directions_apart_from_zero_shot(t
     assert table[4].startswith("avg trained")
     row = read_scores(out / "scores.json")
     assert (row["corpus"], row["pair"], row["bleu"]) == ("TED", "top3", combined["bleu"])
+
+
+def test_zero_shot_directions_are_left_out_of_a_direction_set_but_not_of_a_list():
+    langs = ["de", "en", "it"]
+    assert expand_directions(langs, "en-centric") == ["de-en", "it-en", "en-de", "en-it"]
+    assert expand_directions(langs, "all", zero_shot=["de-it", "it-de"]) == ["de-en", "en-de", "en-it", "it-en"]
+    assert expand_directions(langs, ["de-it"], zero_shot=["de-it"]) == ["de-it"]
+    with pytest.raises(ConfigError, match="zero_shot: 'de-it' is a trained direction"):
+        zero_shot_directions(["de-it"], langs, ["de-it"])
+    with pytest.raises(ConfigError, match="needs the pivot language 'en' among langs"):
+        expand_directions(["de", "it"], "en-centric")

@@ -296,6 +296,23 @@ def test_pasero_ted_top20_is_one_model_for_38_directions_decoded_one_by_one(real
     assert not (real_config / "results").exists()
 
 
+def test_iwslt17_multilingual_zero_shot_condition_dry_runs_offline(real_config):
+    """`directions: all` less the zero-shot directions; each pair fetches the training archive and
+    both of its directions' test archives (the reference is the reverse archive's source side)."""
+    out = snakemake(real_config, "-n", "-p", "results/IWSLT17M/zero_shot/bleu.txt").output
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
+    assert jobs["download"] == "10" and jobs["train"] == "1" and jobs["decode_direction"] == "20"
+    commands = [line for line in out.splitlines() if line.startswith("Shell command:")]
+    (train,) = [c for c in commands if "pasero-train" in c]
+    assert "it-ro" not in train and "de-nl" not in train and "--lang-pairs '[de-en, de-it, de-ro, en-de," in train
+    (download,) = [c for c in commands if "pasero-download" in c and "--pair it-ro" in c]
+    assert download.count("--url") == 3 and "mted-test/texts/it/ro/it-ro.tgz" in download
+    assert "mted-test/texts/ro/it/ro-it.tgz" in download and "DeEnItNlRo-DeEnItNlRo.tgz" in download
+    for pair in ("de-nl", "nl-de", "it-ro", "ro-it"):
+        assert "--meta zero_shot=true" in next(c for c in commands if "pasero-score" in c and f"/{pair}/" in c)
+    assert not (real_config / "results").exists()
+
+
 def test_a_multilingual_typo_names_its_key(tmp_path):
     path = workspace(tmp_path, config=None)
     edit_config(path, lambda c: c["corpora"]["TED"]["multilingual"]["top20"].update(zero_shot=["de-xx"]))

@@ -14,6 +14,11 @@
   kept, XML unescaped): valid = the dev2010/tst20xx sets of the training archive, test =
   tst2017 from the separate 2017-01-ted-test archives (else the latest tst set of the training
   archive); every other set (tst2016 of the test archives) is a named test set, never valid.
+  The same source reads the multilingual task's archives (2017-01-trnmted DeEnItNlRo: the
+  train.tags and dev2010/tst2010 files of the 20 directions between de, en, it, nl and ro; and
+  2017-01-mted-test, one archive per direction holding only the source side of
+  `IWSLT17.TED.tst2017.mltlng.{src}-{tgt}.{src}.xml`): the test set is multi-parallel, so the
+  reference of src-tgt is the source side of the tgt-src archive, as the task's own scoring does.
 
 Unlike the script, which filters each language's file on its own and only needs equal totals,
 both languages are read talk by talk and must have the same talks in the same order with the
@@ -43,7 +48,8 @@ from pasero.files import read_lines
 logger = logging.getLogger(__name__)
 
 _TRAIN_TAGS = re.compile(r"train\.tags\.([A-Za-z_]+)-([A-Za-z_]+)\.([A-Za-z_]+)")
-_XML_SET = re.compile(r"IWSLT\d+\.(TEDX?\.(?:dev|tst)\d+)\.([A-Za-z_]+)-([A-Za-z_]+)\.([A-Za-z_]+)\.xml")
+_XML_SET = re.compile(
+    r"IWSLT\d+\.(TEDX?\.(?:dev|tst)\d+)(?:\.mltlng)?\.([A-Za-z_]+)-([A-Za-z_]+)\.([A-Za-z_]+)\.xml")
 _TALK_HEADER = re.compile(r"\s*<(url|talkid)>\s*(.*?)\s*(?:</\1>)?\s*")
 _TAG_TEXT = re.compile(r"\s*<(title|description)>(.*)</\1>\s*")
 _SEGMENT = re.compile(r"<seg[^>]*>(.*?)</seg>")
