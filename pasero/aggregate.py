@@ -20,9 +20,10 @@ from pasero.files import atomic_output
 from pasero.scoring import PROTOCOLS
 
 SCORES_FILE = "scores.json"
+OPTIONAL = ("off_target", "zero_shot")  # shown only when some experiment has them
 PRIMARY = "test"  # the test set whose scores are scores.json's top-level keys (and bleu.txt)
-COLUMNS = ("corpus", "pair", "variant", "bleu", "chrf", "signature", "best_step", "train_hours", "params",
-           "n_lines", "scores")
+COLUMNS = ("corpus", "pair", "variant", "bleu", "chrf", "off_target", "zero_shot", "signature", "best_step",
+           "train_hours", "params", "n_lines", "scores")
 
 
 def find_scores(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -91,26 +92,53 @@ def extra_scores(scores: dict[str, Any], path: Path) -> dict[str, Any]:
     return row
 
 
-def read_scores(path: str | os.PathLike) -> dict[str, Any]:
-    """One table row from a scores.json file (names come from its folder when it does not say)."""
+def read_scores(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The table rows of a scores.json file (names come from its folder when it does not say): one
+    for a language pair; for a multilingual experiment, one per direction (`{name}/{src}-{tgt}`) and
+    one per average (`{name}/avg trained`, `avg x-en`, `avg en-x`, `avg zero_shot`)."""
     path = Path(path)
     scores = load_scores(path)
     corpus, pair, variant = names_from_path(path)
     train_seconds = scores.get("train_seconds")
-    return {
+    model = {
         "corpus": scores.get("corpus") or corpus,
-        "pair": scores.get("pair") or pair,
         "variant": scores.get("variant") if "variant" in scores else variant,
-        "bleu": scores["bleu"],
-        "chrf": scores.get("chrf"),
-        "signature": (scores.get("signatures") or {}).get("bleu"),
         "best_step": _best_step(scores),
         "train_hours": None if train_seconds is None else train_seconds / 3600,
         "params": scores.get("params"),
         "n_lines": scores.get("n_lines"),
         "scores": str(path),
+    }
+    name = scores.get("pair") or pair
+    if not isinstance(scores.get("directions"), dict):
+        return [{**model, "pair": name, **_metrics(scores, path)}]
+    rows = [{**model, "pair": f"{name}/{direction}", **_metrics(row, path)}
+            for direction, row in sorted(_mapping(scores, "directions", path).items(),
+                                         key=lambda item: (bool(item[1].get("zero_shot")), item[0]))]
+    for group, mean in _mapping(scores, "averages", path).items():
+        rows.append({**model, "pair": f"{name}/avg {group}", "bleu": mean.get("bleu"), "chrf": mean.get("chrf"),
+                     "off_target": mean.get("off_target"), "zero_shot": group == "zero_shot"})
+    return rows
+
+
+def _metrics(scores: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The metric columns of one scored direction (an experiment's scores.json, or a direction's
+    row in a multilingual one)."""
+    return {
+        "bleu": scores["bleu"],
+        "chrf": scores.get("chrf"),
+        "off_target": scores.get("off_target"),
+        "zero_shot": scores.get("zero_shot"),
+        "signature": scores.get("signature") or (scores.get("signatures") or {}).get("bleu"),
         **extra_scores(scores, path),
     }
+
+
+def _covered(files: Sequence[Path]) -> set[Path]:
+    """The direction files ({name}/{src}-{tgt}/scores.json) of the multilingual experiments among
+    `files`: their rows come from the experiment's own scores.json."""
+    experiments = {f.parent for f in files if isinstance(load_scores(f).get("directions"), dict)}
+    return {f for f in files if f.parent.parent in experiments}
 
 
 def layout(columns: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -141,9 +169,11 @@ def summary(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     files = find_scores(paths)
     if not files:
         raise DataError(f"no {SCORES_FILE} found in {', '.join(map(str, paths))}: score an experiment first")
-    rows = [read_scores(f) for f in files]
+    covered = _covered(files)
+    rows = [row for f in files if f not in covered for row in read_scores(f)]
     table = pd.DataFrame(rows, columns=list(COLUMNS) + extra_columns(key for row in rows for key in row))
     table["variant"] = table["variant"].fillna("")
+    table["zero_shot"] = table["zero_shot"].astype("boolean")
     table["best_step"] = pd.Series([row["best_step"] for row in rows], dtype=object)  # no 7000.0 next to None
     table["params"] = table["params"].astype("Int64")
     table["n_lines"] = table["n_lines"].astype("Int64")
@@ -182,9 +212,12 @@ def to_markdown(table: pd.DataFrame, index: bool = False, digits: int = 2) -> st
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     """The summary as people read it: parameters in millions, no file paths."""
-    shown = table[[c for c in COLUMNS if c != "scores"]].copy()
+    shown = table[[c for c in COLUMNS if c != "scores" and (c not in OPTIONAL or table[c].notna().any())]].copy()
     shown["params"] = shown["params"].map(lambda n: None if n is pd.NA else f"{n / 1e6:.1f}M")
-    return shown.rename(columns={"bleu": "BLEU", "chrf": "chrF", "best_step": "best step",
+    if "zero_shot" in shown:
+        shown["zero_shot"] = shown["zero_shot"].map(lambda z: "yes" if z is True else "")
+    return shown.rename(columns={"bleu": "BLEU", "chrf": "chrF", "off_target": "off-target %",
+                                 "zero_shot": "zero-shot", "best_step": "best step",
                                  "train_hours": "training (h)", "n_lines": "lines"})
 
 

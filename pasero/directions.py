@@ -19,18 +19,28 @@ from pasero.aggregate import load_scores
 from pasero.files import atomic_output
 
 METRICS = ("bleu", "chrf", "off_target")
+PROVENANCE = ("step", "steps", "train_seconds", "params", "n_lines")  # one model: the same in every direction
+DETAILS = ("extra_bleu", "test_sets")  # kept per direction for the summary's further columns
 
 
 def direction_rows(paths: Sequence[str | os.PathLike]) -> dict[str, dict[str, Any]]:
-    """{src-tgt: {bleu, chrf, zero_shot, signature}} from per-direction scores.json files."""
+    """{src-tgt: {bleu, chrf, off_target, zero_shot, signature, extra_bleu, test_sets}} from
+    per-direction scores.json files."""
     rows = {}
     for path in paths:
         scores = load_scores(path)
         pair = scores.get("pair") or Path(path).parent.name
         rows[pair] = {"bleu": scores["bleu"], "chrf": scores.get("chrf"), "off_target": scores.get("off_target"),
                       "zero_shot": bool(scores.get("zero_shot")),
-                      "signature": (scores.get("signatures") or {}).get("bleu")}
+                      "signature": (scores.get("signatures") or {}).get("bleu"),
+                      **{key: scores[key] for key in DETAILS if key in scores}}
     return rows
+
+
+def provenance(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """The model's checkpoint steps, training time and size, from the first direction's scores."""
+    scores = load_scores(paths[0]) if paths else {}
+    return {key: scores[key] for key in PROVENANCE if key in scores}
 
 
 def averages(rows: dict[str, dict[str, Any]], pivot: str) -> dict[str, dict[str, float]]:
@@ -58,7 +68,7 @@ def combine(paths: Sequence[str | os.PathLike], pivot: str, meta: dict[str, Any]
     rows = direction_rows(paths)
     means = averages(rows, pivot)
     trained = means.get("trained", {})
-    return {**meta, "bleu": trained.get("bleu"), "chrf": trained.get("chrf"), "pivot": pivot,
+    return {**provenance(paths), **meta, "bleu": trained.get("bleu"), "chrf": trained.get("chrf"), "pivot": pivot,
             "directions": rows, "averages": means}
 
 

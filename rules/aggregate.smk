@@ -42,3 +42,26 @@ rule learning_curve:
         title="{corpus}/{exp}",
     script:
         "../workflow/report/learning_curve.py"
+
+
+rule directions_chart:
+    input:
+        rules.combine_directions.output.json,
+    output:
+        report(
+            "results/{corpus}/{exp}/directions.svg",
+            caption="../workflow/report/directions_chart.rst",
+            category="Multilingual",
+            subcategory="{corpus}",
+            labels={"experiment": "{corpus}/{exp}"},
+        ),
+    log:
+        "results/{corpus}/{exp}/logs/directions_chart.log",
+    wildcard_constraints:
+        exp=MULTILINGUAL_EXP,
+    conda:
+        "../workflow/envs/pasero.yaml"
+    params:
+        title="{corpus}/{exp}",
+    script:
+        "../workflow/report/directions_chart.py"

@@ -61,6 +61,11 @@ def multilingual_experiment(corpus, name):
     )
 
 
+def multilingual_experiments():
+    """(corpus, name) of every multilingual experiment listed in the config."""
+    return [(corpus, name) for corpus, name in experiments() if name in corpus_config(corpus).get("multilingual", {})]
+
+
 def text_pair(e, direction):
     """Where a direction's text comes from: the folder of the first of its two directions listed
     (de-en and en-de share one download and extraction)."""

@@ -115,8 +115,8 @@ def scored_with_test_sets(results, corpus, name, protocols=("tokenized", "detoke
     return json.loads((folder / "scores.json").read_text())
 
 
-BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "signature", "best_step", "train_hours", "params",
-                "n_lines", "scores"]
+BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "off_target", "zero_shot", "signature", "best_step",
+                "train_hours", "params", "n_lines", "scores"]
 
 
 def test_no_extra_columns_without_protocols_or_test_sets(results):
@@ -153,7 +153,7 @@ def test_protocols_and_test_sets_get_columns_and_a_legend(tmp_path, capsys):
     assert rows["old"].bleu == 20.0 and rows["old"].bleu_tokenized == ""
 
     report = md.read_text()
-    assert "| corpus | pair | variant | BLEU | chrF | signature |" in report  # first table as before
+    assert "| corpus | pair | variant | BLEU | chrF | off-target % | signature |" in report  # no zero-shot column
     assert "bleu_tokenized" not in report.split("## BLEU by pair and corpus")[0]
     section = report.split("## IWSLT17: every test set and BLEU protocol")[1].split("## toy")[0]
     assert ("| experiment | test BLEU | test chrF | test BLEU tokenized | test BLEU detokenized | tst2015 BLEU |"

@@ -152,7 +152,7 @@ def test_language_pairs_are_checked(tmp_path, capsys):
 def test_the_experiment_table_averages_trained_directions_apart_from_zero_shot(tmp_path, capsys):
     """pasero-score per direction, then pasero-combine-directions: every direction, and the averages
     over the trained ones, X->en, en->X and zero-shot; the summary reads it as one experiment."""
-    from pasero.aggregate import read_scores
+    from pasero.aggregate import markdown_report, summary
     from pasero.cli.aggregate import combine_main
     from pasero.cli.score import score_main
 
@@ -193,8 +193,16 @@ def test_the_experiment_table_averages_trained_directions_apart_from_zero_shot(t
     assert off_target_rate(["Das ist kein Englisch, sondern Deutsch."], "de") == 0
     assert off_target_rate(["whatever"], "xx") is None  # a language the identifier does not know: no rate
     assert table[4].startswith("avg trained")
-    row = read_scores(out / "scores.json")
-    assert (row["corpus"], row["pair"], row["bleu"]) == ("TED", "top3", combined["bleu"])
+    # the summary: a row per direction (trained first) and per average, the direction files not twice
+    table = summary([tmp_path])
+    assert list(table["pair"]) == ["top3/avg en-x", "top3/avg trained", "top3/avg x-en", "top3/avg zero_shot",
+                                   "top3/de-en", "top3/de-fr", "top3/en-de"]
+    rows = {row.pair: row for row in table.itertuples()}
+    assert rows["top3/de-fr"].zero_shot and not rows["top3/de-en"].zero_shot
+    assert rows["top3/avg trained"].bleu == combined["bleu"] and rows["top3/de-fr"].off_target == 100
+    assert set(table["corpus"]) == {"TED"}
+    markdown = markdown_report(table)
+    assert "| off-target % | zero-shot |" in markdown and "| top3/de-fr |" in markdown
 
 
 def test_zero_shot_directions_are_left_out_of_a_direction_set_but_not_of_a_list():

@@ -10,6 +10,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from test_workflow import TINY, command, environment, snakemake, workspace
 
@@ -54,7 +55,7 @@ CONFIG["corpora"] = {
 def finished(tmp_path_factory) -> Path:
     path = workspace(tmp_path_factory.mktemp("multilingual"), config=CONFIG)
     write_corpus(path)
-    snakemake(path, str(EXP / "bleu.txt"))
+    snakemake(path, str(EXP / "bleu.txt"), str(EXP / "directions.svg"), "results/summary.tsv")
     return path
 
 
@@ -72,6 +73,12 @@ def test_every_direction_is_decoded_and_scored_by_one_model(finished):
     assert set(combined["averages"]) == {"trained", "x-en", "en-x", "zero_shot"}
     assert combined["averages"]["trained"]["directions"] == 3
     assert "de-fr" in (results / "bleu.txt").read_text() and "zero-shot" in (results / "bleu.txt").read_text()
+    chart = (results / "directions.svg").read_text()
+    assert all(pair in chart for pair in ("de-en", "en-de", "fr-en", "de-fr")) and "off-target" in chart
+    summary = pd.read_csv(path / "results" / "summary.tsv", sep="\t")
+    assert sorted(summary["pair"]) == ["tri/avg en-x", "tri/avg trained", "tri/avg x-en", "tri/avg zero_shot",
+                                       "tri/de-en", "tri/de-fr", "tri/en-de", "tri/fr-en"]
+    assert summary["params"].nunique() == 1 and summary["best_step"].notna().all()
     log = (results / "train" / "train.log").read_text()
     assert "valid | step 40 | loss by direction: de-en" in log
     for pair in ("de-en", "en-de", "fr-en"):
