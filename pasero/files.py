@@ -151,6 +151,13 @@ def expand_langs(text: str, src: str | None, tgt: str | None) -> str:
     return text.replace("{src}", src or "").replace("{tgt}", tgt or "").replace("{pair}", f"{src}-{tgt}")
 
 
+def lang_of(path: str | os.PathLike) -> str:
+    """A text file's language: its extension, as the pipeline names its text (train.de of de-en
+    and of de-fr are both German)."""
+    path = Path(path)
+    return path.suffix.lstrip(".") or path.name
+
+
 def read_lines(path: str | os.PathLike) -> Iterator[str]:
     """Yield the lines of a UTF-8 text file without their newline.
 

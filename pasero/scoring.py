@@ -18,7 +18,7 @@ what was done to the text before it saw it, so such a line would look like an or
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,7 +171,8 @@ def extra_bleu(hyps: Sequence[str], refs: Sequence[str], protocol: str, lang: st
 
 
 def score(hyps: Sequence[str], refs: Sequence[str], bleu_tok: str = "13a", lowercase: bool = False,
-          protocols: Sequence[str] = (), lang: str | None = None) -> dict[str, Any]:
+          protocols: Sequence[str] = (), lang: str | None = None,
+          lang_samples: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Corpus BLEU, chrF and chrF++ of detokenized hypotheses against one reference each.
 
     Returns {"bleu", "chrf", "chrf++": full-precision scores, "signatures": {metric: signature},
@@ -180,6 +181,7 @@ def score(hyps: Sequence[str], refs: Sequence[str], bleu_tok: str = "13a", lower
     of hypotheses identified as another language than `lang`), "extra_bleu": {protocol: extra_bleu(...)}}.
     `lowercase` applies to every metric (the sacrebleu command line needs `-lc --chrf-lowercase`).
     `protocols` are names of `PROTOCOLS`, scored after the primary metrics; they need `lang`.
+    `lang_samples` ({lang: lines}) identify languages that the language identifier does not know.
     """
     hyps, refs = list(hyps), list(refs)
     check_lines(hyps, refs)
@@ -195,7 +197,7 @@ def score(hyps: Sequence[str], refs: Sequence[str], bleu_tok: str = "13a", lower
             result["bleu_details"] = _bleu_details(corpus)
     result.update(n_lines=len(hyps), bleu_tok=bleu_tok, lowercase=lowercase, lang=lang)
     # share of outputs in another language than `lang` (None: no language given, or one unknown to the identifier)
-    result["off_target"] = language_id.off_target_rate(hyps, lang) if lang else None
+    result["off_target"] = language_id.off_target_rate(hyps, lang, lang_samples) if lang else None
     result["extra_bleu"] = {name: extra_bleu(hyps, refs, name, lang, lowercase) for name in dict.fromkeys(protocols)}
     return result
 

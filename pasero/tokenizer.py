@@ -34,7 +34,7 @@ import yaml
 
 from pasero import casing
 from pasero.errors import ConfigError, DataError
-from pasero.files import atomic_output, count_lines, decode_line
+from pasero.files import atomic_output, count_lines, decode_line, lang_of
 from pasero.sampling import temperature_shares, times_drawn
 
 logger = logging.getLogger(__name__)
@@ -357,9 +357,8 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
 
 def _picks_by_language(paths: list[Path], counts: np.ndarray, size: int, temperature: float,
                        rng: np.random.Generator) -> list[np.ndarray]:
-    """How many times each line of each input is drawn, the inputs grouped by language: a file's
-    extension, as the pipeline names its text (train.de of de-en and of de-fr are both German)."""
-    langs = [path.suffix.lstrip(".") or path.name for path in paths]
+    """How many times each line of each input is drawn, the inputs grouped by language (`lang_of`)."""
+    langs = [lang_of(path) for path in paths]
     groups = list(dict.fromkeys(langs))
     members = [[i for i, lang in enumerate(langs) if lang == group] for group in groups]
     shares = temperature_shares([int(counts[idx].sum()) for idx in members], size, temperature)

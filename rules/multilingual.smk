@@ -92,7 +92,23 @@ def get_direction_score_inputs(wildcards):
         "hyps": [f"{prefix}/{name}.hyp" for name in e["test_sets"]],
         "refs": [f"{text}/{name}.{wildcards.tgt}" for name in e["test_sets"]],
         "info": f"{prefix}/test.decode.json",
+        "samples": get_lang_samples(e),
     }
+
+
+def get_lang_samples(e):
+    """A training text file per language of the experiment: they identify, for the off-target rate,
+    a language that the language identifier does not know (the toy's xx)."""
+    directions = e["directions"] + e["zero_shot"]
+    files = []
+    for lang in e["langs"]:
+        direction = next(d for d in directions if lang in d.split("-"))
+        files.append(f"results/{e['corpus']}/{text_pair(e, direction)}/text/train.{lang}")
+    return files
+
+
+def get_lang_sample_options(wildcards, input):
+    return " ".join(f"--lang-sample {path}" for path in input.samples)
 
 
 def get_direction_score_meta(wildcards):

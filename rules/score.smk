@@ -42,8 +42,9 @@ rule score_direction:
         options=get_options("score"),
         test_sets=get_score_test_sets,
         meta=get_direction_score_meta,
+        samples=get_lang_sample_options,
     shell:
-        "pasero-score -H {input.hyps[0]} -r {input.refs[0]} {params.test_sets} --lang {wildcards.tgt}"
+        "pasero-score -H {input.hyps[0]} -r {input.refs[0]} {params.test_sets} --lang {wildcards.tgt} {params.samples}"
         " -o {output.bleu} --json {output.json} --info {input.info} {params.meta} {params.options} > {log} 2>&1"
 
 

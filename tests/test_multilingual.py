@@ -214,3 +214,18 @@ def test_zero_shot_directions_are_left_out_of_a_direction_set_but_not_of_a_list(
         zero_shot_directions(["de-it"], langs, ["de-it"])
     with pytest.raises(ConfigError, match="needs the pivot language 'en' among langs"):
         expand_directions(["de", "it"], "en-centric")
+
+
+def test_a_language_the_identifier_does_not_know_is_told_apart_by_samples_of_the_experiments():
+    """The toy's xx is no real language: samples of the experiment's training text identify it, so
+    a zero-shot de-xx that answers in English gets its off-target rate."""
+    from pasero import toy
+    from pasero.language_id import off_target_rate
+
+    train = toy.generate_pairs("xx", "en", seed=1, sizes={"train": 300, "valid": 1, "test": 1})["train"]
+    german = [de for de, _ in toy.generate(seed=1, sizes={"train": 300, "valid": 1, "test": 1})["train"]]
+    samples = {"xx": [xx for xx, _ in train], "en": [en for _, en in train], "de": german}
+    test = toy.generate_pairs("xx", "en", seed=2, sizes={"train": 1, "valid": 1, "test": 50})["test"]
+    assert off_target_rate([xx for xx, _ in test], "xx", samples) <= 4
+    assert off_target_rate([en for _, en in test], "xx", samples) >= 96
+    assert off_target_rate([en for _, en in test], "xx") is None  # no samples: no rate rather than a wrong one

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import re
@@ -17,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pasero import scoring
+from pasero import language_id, scoring
 from pasero.cli.common import command, setup_logging
 from pasero.errors import ConfigError, DataError
-from pasero.files import atomic_output, read_lines
+from pasero.files import atomic_output, lang_of, read_lines
 
 logger = logging.getLogger("pasero.score")
 
@@ -107,6 +108,15 @@ def read_pair(hyp: str, ref: str) -> tuple[list[str], list[str]]:
     return hyps, refs
 
 
+def read_samples(paths: Sequence[str]) -> dict[str, list[str]]:
+    """{language: its first lines} of --lang-sample files (several files of a language pool)."""
+    samples: dict[str, list[str]] = {}
+    for path in paths:
+        lines = samples.setdefault(lang_of(path), [])
+        lines += itertools.islice(read_lines(path), max(0, language_id.SAMPLE_LINES - len(lines)))
+    return samples
+
+
 def stdout_report(results: dict[str, dict[str, Any]]) -> str:
     """Every test set's lines; a `[name]` heading before each block when there are several."""
     if len(results) == 1:
@@ -136,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also report BLEU under this protocol (needs --lang); repeatable. "
                              + "; ".join(f"{name}: {p.help}" for name, p in scoring.PROTOCOLS.items()))
     parser.add_argument("--lang", help="target language code (Moses rules of --extra-bleu), e.g. en")
+    parser.add_argument("--lang-sample", action="append", default=[], metavar="FILE",
+                        help="text in one language, named by its extension (train.xx): samples of the "
+                             "experiment's languages identify a --lang that the language identifier does not know "
+                             "for the off-target rate; repeatable")
     parser.add_argument("--test-set", action="append", default=[], nargs=3, metavar=("NAME", "HYP", "REF"),
                         help="a further test set scored the same way (only in --json and stdout); repeatable")
     parser.add_argument("-o", "--output", help="write the primary test set's score lines here (e.g. bleu.txt)")
@@ -166,10 +180,11 @@ def score_main(argv: Sequence[str] | None = None) -> int:
     provenance.update(parse_meta(args.meta))  # parse everything before the (slower) scoring
 
     texts = {name: read_pair(hyp, ref) for name, (hyp, ref) in sets.items()}
+    samples = read_samples(args.lang_sample)
     results = {}
     for name, (hyps, refs) in texts.items():
         result = scoring.score(hyps, refs, bleu_tok=args.bleu_tok, lowercase=args.lowercase,
-                               protocols=args.extra_bleu, lang=args.lang)
+                               protocols=args.extra_bleu, lang=args.lang, lang_samples=samples)
         hyp, ref = sets[name]
         results[name] = {**result, "hyp": str(Path(hyp)), "ref": str(Path(ref))}
     print(stdout_report(results), end="", flush=True)
