@@ -16,6 +16,7 @@ A tokenizer directory holds `spm.model`, `spm.vocab` (for reading) and `settings
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import logging
@@ -333,7 +334,9 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
     for path in paths:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-    counts = np.array([count_lines(p) for p in paths], dtype=np.int64)
+    kept = _new_lines(paths)
+    counts = np.array([count_lines(p) if k is None else int(k.sum()) for p, k in zip(paths, kept, strict=True)],
+                      dtype=np.int64)
     total = int(counts.sum())
     rng = np.random.default_rng(seed)
     if temperature == 1.0:
@@ -345,6 +348,7 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
             picks = np.split(chosen, np.cumsum(counts)[:-1])
     else:
         picks = _picks_by_language(paths, counts, size or total, temperature, rng)
+    picks = [_scatter(times, k) for times, k in zip(picks, kept, strict=True)]
     for path, times in zip(paths, picks, strict=True):
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
@@ -353,6 +357,43 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
                     line = decode_line(raw, path, lineno)
                     for _ in range(repeat):
                         yield line
+
+
+def _new_lines(paths: list[Path]) -> list[np.ndarray | None]:
+    """Per input, a mask of the lines not already in an earlier input of its language (None: all).
+
+    A multilingual experiment's English side comes from every X-en pair, and TED's pairs hold the
+    same talks: without this, each English sentence would weigh in the sample as many times as it
+    has pairs. A file's own repeated lines are kept, as in a bilingual tokenizer's input.
+    """
+    langs = [lang_of(path) for path in paths]
+    kept: list[np.ndarray | None] = [None] * len(paths)
+    seen: dict[str, np.ndarray] = {}
+    for i, (path, lang) in enumerate(zip(paths, langs, strict=True)):
+        if langs.count(lang) == 1:
+            continue
+        hashes = _line_hashes(path)
+        if lang in seen:
+            kept[i] = ~np.isin(hashes, seen[lang])
+            seen[lang] = np.union1d(seen[lang], hashes)
+        else:
+            kept[i], seen[lang] = np.ones(len(hashes), dtype=bool), np.unique(hashes)
+    return kept
+
+
+def _line_hashes(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        return np.fromiter((int.from_bytes(hashlib.blake2b(raw.rstrip(b"\r\n"), digest_size=8).digest(), "little")
+                            for raw in f), dtype=np.uint64)
+
+
+def _scatter(times: np.ndarray | None, kept: np.ndarray | None) -> np.ndarray | None:
+    """Draw counts of the kept lines spread over all the lines of a file (0 for the others)."""
+    if kept is None:
+        return times
+    full = np.zeros(len(kept), dtype=np.int64)
+    full[kept] = 1 if times is None else times
+    return full
 
 
 def _picks_by_language(paths: list[Path], counts: np.ndarray, size: int, temperature: float,

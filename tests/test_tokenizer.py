@@ -236,3 +236,20 @@ def test_temperature_gives_small_languages_a_larger_share_of_the_sample(tmp_path
     lines = list(_sample_lines([big, small, other], 500, seed=3, temperature=5.0))
     german = sum(not line.startswith("작은") for line in lines)
     assert german == round(500 * 1800 ** 0.2 / (1800 ** 0.2 + 100 ** 0.2))
+
+
+def test_a_language_side_shared_by_several_directions_counts_each_sentence_once(tmp_path):
+    """The English of de-en and fr-en holds the same talks: a sentence already in an earlier
+    English input is not sampled again (a file's own repeats are kept, as bilingual inputs keep them)."""
+    from pasero.tokenizer import _sample_lines
+
+    de_en, fr_en, german = tmp_path / "de-en.en", tmp_path / "fr-en.en", tmp_path / "train.de"
+    de_en.write_text("".join(f"talk {i}\n" for i in range(60)) + "Applause\nApplause\n")
+    fr_en.write_text("".join(f"talk {i}\n" for i in range(30, 90)) + "Applause\n")
+    german.write_text("".join(f"Vortrag {i}\nDanke\n" for i in range(40)))
+    lines = list(_sample_lines([de_en, fr_en, german], 0, seed=1))
+    english = [line for line in lines if not line.startswith(("Vortrag", "Danke"))]
+    assert sorted(english) == sorted([f"talk {i}\n" for i in range(90)] + ["Applause\n"] * 2)
+    assert lines.count("Danke\n") == 40
+    sample = list(_sample_lines([de_en, fr_en, german], 400, seed=1, temperature=1000.0))
+    assert sum(not line.startswith(("Vortrag", "Danke")) for line in sample) == 200  # 92 English lines, drawn again
