@@ -8,6 +8,7 @@ the tables need nothing else: they can be rebuilt at any time, from any subset o
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,14 +17,16 @@ from typing import Any
 import pandas as pd
 
 from pasero.errors import DataError
-from pasero.files import atomic_output
-from pasero.scoring import PROTOCOLS
+from pasero.files import atomic_output, read_lines
+from pasero.scoring import PROTOCOLS, paired_bootstrap
+
+logger = logging.getLogger(__name__)
 
 SCORES_FILE = "scores.json"
-OPTIONAL = ("off_target", "zero_shot")  # shown only when some experiment has them
+OPTIONAL = ("off_target", "zero_shot", "baseline", "p_value", "bleu_ci")  # shown only when some row has them
 PRIMARY = "test"  # the test set whose scores are scores.json's top-level keys (and bleu.txt)
-COLUMNS = ("corpus", "pair", "variant", "bleu", "chrf", "off_target", "zero_shot", "signature", "best_step",
-           "train_hours", "params", "n_lines", "scores")
+COLUMNS = ("corpus", "pair", "variant", "bleu", "chrf", "off_target", "zero_shot", "baseline", "p_value", "bleu_ci",
+           "signature", "best_step", "train_hours", "params", "n_lines", "scores")
 
 
 def find_scores(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -174,10 +177,54 @@ def summary(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(COLUMNS) + extra_columns(key for row in rows for key in row))
     table["variant"] = table["variant"].fillna("")
     table["zero_shot"] = table["zero_shot"].astype("boolean")
+    add_significance(table)
     table["best_step"] = pd.Series([row["best_step"] for row in rows], dtype=object)  # no 7000.0 next to None
     table["params"] = table["params"].astype("Int64")
     table["n_lines"] = table["n_lines"].astype("Int64")
     return table.sort_values(["corpus", "pair", "variant"], kind="stable").reset_index(drop=True)
+
+
+def baselines(table: pd.DataFrame) -> dict[int, int]:
+    """{row: its baseline's row}: a variant's baseline is its pair without a variant, in the same
+    corpus (de-en.big against de-en), when both were scored."""
+    plain = {(row.corpus, row.pair): i for i, row in table.iterrows() if not row.variant}
+    return {i: plain[(row.corpus, row.pair)] for i, row in table.iterrows()
+            if row.variant and (row.corpus, row.pair) in plain}
+
+
+def add_significance(table: pd.DataFrame, n_samples: int = 1000) -> None:
+    """The baseline, p-value and BLEU 95% confidence half-width of each row that has a baseline
+    (sacreBLEU's paired bootstrap on the primary test set; rows whose hypotheses are not found from
+    the current folder are left out, with a warning)."""
+    table["baseline"] = table["baseline"].astype(object)
+    for i, j in baselines(table).items():
+        try:
+            system, baseline = (load_scores(table.at[k, "scores"]) for k in (i, j))
+            hyps, refs = _test_set_lines(system, table.at[i, "scores"])
+            base_hyps, base_refs = _test_set_lines(baseline, table.at[j, "scores"])
+        except DataError as e:
+            logger.warning("no significance test of %s: %s", table.at[i, "scores"], e)
+            continue
+        if base_refs != refs:
+            logger.warning("no significance test of %s: its references differ from its baseline's",
+                           table.at[i, "scores"])
+            continue
+        result = paired_bootstrap(hyps, base_hyps, refs, system.get("bleu_tok", "13a"),
+                                  bool(system.get("lowercase")), n_samples)
+        table.at[i, "baseline"] = table.at[j, "pair"]
+        table.at[i, "p_value"] = result.p_value
+        table.at[i, "bleu_ci"] = result.ci
+
+
+def _test_set_lines(scores: dict[str, Any], path: str) -> tuple[list[str], list[str]]:
+    test = (scores.get("test_sets") or {}).get(PRIMARY) or scores
+    if not test.get("hyp") or not test.get("ref"):
+        raise DataError(f"{path} does not name its hypothesis and reference files; rerun pasero-score")
+    files = [Path(test["hyp"]), Path(test["ref"])]
+    for file in files:
+        if not file.is_file():
+            raise DataError(f"{file}: no such file (run pasero-aggregate where the experiment was scored)")
+    return [list(read_lines(file)) for file in files]
 
 
 def bleu_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -216,8 +263,12 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     shown["params"] = shown["params"].map(lambda n: None if n is pd.NA else f"{n / 1e6:.1f}M")
     if "zero_shot" in shown:
         shown["zero_shot"] = shown["zero_shot"].map(lambda z: "yes" if z is True else "")
+    if "p_value" in shown:
+        shown["p_value"] = shown["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3f}")
+        shown["bleu_ci"] = shown["bleu_ci"].map(lambda ci: "" if pd.isna(ci) else f"±{ci:.2f}")
     return shown.rename(columns={"bleu": "BLEU", "chrf": "chrF", "off_target": "off-target %",
-                                 "zero_shot": "zero-shot", "best_step": "best step",
+                                 "zero_shot": "zero-shot", "p_value": "p (vs baseline)", "bleu_ci": "BLEU 95% CI",
+                                 "best_step": "best step",
                                  "train_hours": "training (h)", "n_lines": "lines"})
 
 

@@ -22,7 +22,6 @@ import logging
 import lzma
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 from pasero import __version__
 from pasero.errors import ChecksumError, ConfigError, DownloadError
 from pasero.files import file_lock
+from pasero.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -323,12 +323,8 @@ def _fetch_once(url: str, part: Path, timeout: float) -> None:
 
 
 def _copy(response, part: Path, mode: str, offset: int, total: int | None, url: str) -> None:
-    from tqdm import tqdm
-
-    progress = tqdm(
-        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=Path(urllib.parse.urlsplit(url).path).name, disable=not sys.stderr.isatty(),
-    )
+    progress = progress_bar(total, Path(urllib.parse.urlsplit(url).path).name, "B", initial=offset,
+                            unit_scale=True, unit_divisor=1024)
     try:
         with open(part, mode) as f, progress:
             while chunk := response.read(CHUNK_SIZE):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,8 @@ class TextGenerator:
     # Decoding ----------------------------------------------------------------------------------
 
     def decode(self, *sentences: str | Sequence[str], return_scores: bool = False, return_attention: bool = False,
-               batch_size: int | None = None, **options: Any) -> list[list[dict[str, Any]]]:
+               batch_size: int | None = None, progress: Callable[[int], Any] | None = None,
+               **options: Any) -> list[list[dict[str, Any]]]:
         """Translate `sentences` (strings, or one list of them); per input, its n-best list of dicts:
         tokens (pieces), detok (text), score (sum of log-probs), normalized_score (what the search
         ranks by) and, on request, positional_scores (per token, eos included) and attention
@@ -171,11 +172,13 @@ class TextGenerator:
         if len(sentences) == 1 and not isinstance(sentences[0], str):
             sentences = tuple(sentences[0])
         opts = updated(self.options, "decoding options", **options)
-        return self.decode_ids(self.encode(sentences), opts, return_scores, return_attention, batch_size)
+        return self.decode_ids(self.encode(sentences), opts, return_scores, return_attention, batch_size, progress)
 
     def decode_ids(self, encoded: Sequence[np.ndarray], opts: SearchOptions | None = None,
                    return_scores: bool = False, return_attention: bool = False,
-                   batch_size: int | None = None) -> list[list[dict[str, Any]]]:
+                   batch_size: int | None = None, progress: Callable[[int], Any] | None = None,
+                   ) -> list[list[dict[str, Any]]]:
+        """`progress` is called with the number of sentences of each batch once it is decoded."""
         opts = opts or self.options
         sizes = np.array([len(ids) for ids in encoded], dtype=np.int64)
         order = np.argsort(sizes, kind="stable")
@@ -188,6 +191,8 @@ class TextGenerator:
             hyps = search.generate(self.model, src, batch_opts, need_attention=return_attention, bos=bos)
             for i, nbest in zip(batch.tolist(), hyps, strict=True):
                 results[i] = [self._to_dict(h, return_scores, return_attention) for h in nbest]
+            if progress is not None:
+                progress(len(batch))
         return results
 
     def _to_dict(self, hyp: search.Hypothesis, return_scores: bool, return_attention: bool) -> dict[str, Any]:

@@ -121,6 +121,38 @@ def _bleu(bleu_tok: str, lowercase: bool, force: bool = False) -> BLEU:
         raise ConfigError(f"BLEU tokenization '{bleu_tok}' is unavailable: {e}") from None
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """sacreBLEU's paired bootstrap resampling of a system against a baseline on one test set: the
+    p-value of their BLEU difference being due to chance (two-sided; sacreBLEU counts a zero
+    difference as significant, as MultEval does), and each one's BLEU as mean and 95% confidence
+    half-width over the resamples."""
+
+    p_value: float
+    mean: float
+    ci: float
+    baseline_mean: float
+    baseline_ci: float
+    signature: str
+
+
+def paired_bootstrap(system: Sequence[str], baseline: Sequence[str], refs: Sequence[str], bleu_tok: str = "13a",
+                     lowercase: bool = False, n_samples: int = 1000) -> Comparison:
+    """Whether `system` and `baseline` differ significantly (sacreBLEU's implementation and fixed
+    seed: the same files give the same p-value)."""
+    from sacrebleu.significance import PairedTest
+
+    for hyps in (system, baseline):
+        check_lines(hyps, refs)
+    test = PairedTest([("baseline", list(baseline)), ("system", list(system))], {"BLEU": _bleu(bleu_tok, lowercase)},
+                      [list(refs)], test_type="bs", n_samples=n_samples)
+    signatures, results = test()
+    base, sys_ = results["BLEU"]
+    return Comparison(p_value=float(sys_.p_value), mean=float(sys_.mean), ci=float(sys_.ci),
+                      baseline_mean=float(base.mean), baseline_ci=float(base.ci),
+                      signature=signatures["BLEU"].format())
+
+
 def check_lines(hyps: Sequence[str], refs: Sequence[str]) -> None:
     """Scoring a truncated or misaligned output silently gives a wrong score: refuse instead."""
     if len(hyps) != len(refs):

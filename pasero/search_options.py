@@ -40,7 +40,8 @@ class DecodeOptions(SearchOptions):
     buffer_size: int | None = option(None, "lines read (and sorted by length) at a time (null: 10000, or 1 when "
                                            "stdin is a terminal)", gt=0)
     device: str = option("auto", "auto (cuda when available), cpu or cuda", choices=DEVICES)
-    dtype: str = option("auto", "auto: float32 on CPU, bfloat16 (or float16) on CUDA", choices=DTYPES)
+    dtype: str = option("auto", "auto: bfloat16 where the hardware has it (CUDA with bf16, CPUs with AVX512-BF16 "
+                                "or AMX), else float16 on CUDA and float32 on CPU", choices=DTYPES)
 
     def search(self) -> SearchOptions:
         return SearchOptions(**{name: getattr(self, name) for name in SearchOptions.__dataclass_fields__})

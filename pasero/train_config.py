@@ -160,8 +160,10 @@ class TrainConfig:
     # Runtime
     seed: int = option(1, "random seed (model init, data order, dropout)")
     device: str = same_as(DecodeOptions, "device", resumable=True)
-    dtype: str = same_as(DecodeOptions, "dtype", "auto (float32 on CPU, bfloat16 on CUDA when supported else "
-                                                 "float16), float32, bfloat16 or float16", resumable=True)
+    dtype: str = same_as(DecodeOptions, "dtype", "auto: bf16 autocast (fp32 master weights, fp32 loss) where the "
+                                                 "hardware has bf16 (CUDA, CPUs with AVX512-BF16 or AMX), else float16 "
+                                                 "on CUDA and float32 on CPU; or float32, bfloat16, float16",
+                         resumable=True)
     # Model overrides, filled from the model keys of the YAML file and the command line
     # (typing.Dict and builtins.dict: the `dict` field shadows the builtin inside this class body)
     model_overrides: builtins.dict[str, Any] = field(default_factory=builtins.dict)

@@ -71,6 +71,12 @@ TRAINING_ONLY_FIELDS = ("dropout", "attention_dropout", "activation_dropout")
 RUN_FILES = ("checkpoint*.pt", ".checkpoint*.tmp", "train.jsonl", "train.log", "config.yaml", "inference.yaml")
 
 
+def _clock_time(seconds: float) -> str:
+    """H:MM:SS, hours unbounded (a 5-day run reads 120:00:00)."""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 def _short(value: float | None) -> str:
     """A metric for the log; none yet when every validation so far was NaN."""
     return "none" if value is None else f"{value:.4g}"
@@ -91,6 +97,7 @@ class Trainer:
         self.clock: Callable[[], float] = time.monotonic
         self._clock_start: float | None = None
         self._stats = UpdateStats()
+        self._last_log: tuple[float, int] | None = None  # (clock, step) of the last training log line: the ETA's rate
         self.valid_by_direction: dict[str, dict[str, float]] = {}  # the last validation's metrics
         self._log_file: LogFile | None = None
         self._lock = contextlib.ExitStack()
@@ -350,6 +357,7 @@ class Trainer:
     def train(self) -> int:
         self._check_time()  # before the clock starts: only the budget spent by earlier runs counts
         self._clock_start = self.clock()
+        self._last_log = (self._clock_start, self.state.step)
         if self.finished():
             if self.state.validations.last_step() != self.state.step:  # a signal came at the last update
                 self.validate_and_save()
@@ -457,10 +465,31 @@ class Trainer:
                "loss": base2(w.loss, w.ntokens), "nll": base2(w.nll, w.ntokens), "ppl": perplexity(w.nll, w.ntokens),
                "lr": w.lr, "tokens_per_s": w.ntokens / max(w.seconds, 1e-9), "gnorm": w.gnorm / w.updates,
                "ntokens": w.ntokens / w.updates, "elapsed": self.state.train_seconds}
-        logger.info("step %d | epoch %d | loss %.3f | nll %.3f | ppl %.2f | lr %.3g | %.0f tok/s | gnorm %.3f | %s",
-                    row["step"], row["epoch"], row["loss"], row["nll"], row["ppl"], row["lr"], row["tokens_per_s"],
-                    row["gnorm"], time.strftime("%H:%M:%S", time.gmtime(row["elapsed"])))
+        rate = self._updates_per_second()
+        row["updates_per_s"] = rate
+        logger.info("step %d/%d (%.0f%%) | epoch %d | loss %.3f | nll %.3f | ppl %.2f | lr %.3g | %.0f tok/s | "
+                    "%s upd/s | gnorm %.3f | %s | ETA %s", row["step"], self.cfg.max_steps,
+                    100 * row["step"] / self.cfg.max_steps, row["epoch"], row["loss"], row["nll"], row["ppl"],
+                    row["lr"], row["tokens_per_s"], "-" if rate is None else f"{rate:.2f}", row["gnorm"],
+                    _clock_time(row["elapsed"]), self._eta(rate))
         self._write_row(row)
+
+    def _updates_per_second(self) -> float | None:
+        """Updates per wall-clock second since the last log line: validation and saving included, so
+        that the ETA holds."""
+        now, last = self.clock(), self._last_log
+        self._last_log = (now, self.state.step)
+        if last is None or now <= last[0] or self.state.step <= last[1]:
+            return None
+        return (self.state.step - last[1]) / (now - last[0])
+
+    def _eta(self, rate: float | None) -> str:
+        """Time left until max_steps at the current rate, or until the time budget if that is sooner."""
+        left = None if not rate else (self.cfg.max_steps - self.state.step) / rate
+        if self.cfg.max_time is not None:
+            budget = max(0.0, self.cfg.max_time - self.wall_seconds())
+            left = budget if left is None else min(left, budget)
+        return "?" if left is None else _clock_time(left)
 
     def _write_row(self, row: dict[str, Any]) -> None:
         if self.dist.is_master:
@@ -473,6 +502,9 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Valid loss/nll/ppl (every process takes a share), and BLEU/chrF decoded on rank 0, per
         direction; the metrics returned are their averages over the directions."""
+        decoding = " (decoding them for BLEU/chrF)" if self.cfg.valid_decode else ""
+        logger.info("valid | step %d | validating on %d pairs%s", self.state.step,
+                    sum(map(len, self.valid_sets.values())), decoding)
         model = self.raw_model.eval()
         self.valid_by_direction = {pair: self._validate_direction(model, data)
                                    for pair, data in self.valid_sets.items()}

@@ -11,12 +11,12 @@ from pasero.cli.score import score_main
 REFS = ["the cat sat on the mat .", "a dog barked at the postman .", "it is raining again today ."]
 
 
-def scored_experiment(results, corpus, name, hyps, steps, params=1_234_567, train_seconds=5400.0):
+def scored_experiment(results, corpus, name, hyps, steps, params=1_234_567, train_seconds=5400.0, refs=REFS):
     """results/{corpus}/{name}/scores.json as the workflow's score rule writes it."""
     folder = results / corpus / name
     folder.mkdir(parents=True)
     (folder / "test.hyp").write_text("\n".join(hyps) + "\n")
-    (folder / "ref.txt").write_text("\n".join(REFS) + "\n")
+    (folder / "ref.txt").write_text("\n".join(refs) + "\n")
     (folder / "decode.json").write_text(json.dumps(
         {"checkpoint": str(folder / "model.pt"), "steps": steps, "params": params, "train_seconds": train_seconds}))
     pair, _, variant = name.partition(".")
@@ -115,8 +115,8 @@ def scored_with_test_sets(results, corpus, name, protocols=("tokenized", "detoke
     return json.loads((folder / "scores.json").read_text())
 
 
-BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "off_target", "zero_shot", "signature", "best_step",
-                "train_hours", "params", "n_lines", "scores"]
+BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "off_target", "zero_shot", "baseline", "p_value",
+                "bleu_ci", "signature", "best_step", "train_hours", "params", "n_lines", "scores"]
 
 
 def test_no_extra_columns_without_protocols_or_test_sets(results):
@@ -153,7 +153,7 @@ def test_protocols_and_test_sets_get_columns_and_a_legend(tmp_path, capsys):
     assert rows["old"].bleu == 20.0 and rows["old"].bleu_tokenized == ""
 
     report = md.read_text()
-    assert "| corpus | pair | variant | BLEU | chrF | off-target % | signature |" in report  # no zero-shot column
+    assert "| corpus | pair | variant | BLEU | chrF | off-target % | baseline | p (vs baseline) | BLEU 95% CI |" in report
     assert "bleu_tokenized" not in report.split("## BLEU by pair and corpus")[0]
     section = report.split("## IWSLT17: every test set and BLEU protocol")[1].split("## toy")[0]
     assert ("| experiment | test BLEU | test chrF | test BLEU tokenized | test BLEU detokenized | tst2015 BLEU |"
@@ -175,3 +175,25 @@ def test_a_malformed_test_set_field_is_named(tmp_path, capsys):
     assert aggregate_main([str(tmp_path / "results"), "-o", str(tmp_path / "summary.tsv")]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "test_sets" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_variant_is_tested_against_its_pair_by_paired_bootstrap(tmp_path, capsys):
+    """sacreBLEU's paired bootstrap: a variant that fixes the baseline's errors is significantly
+    better; one that fixes one sentence of 80 is not. The markdown shows the p-value and the 95% interval."""
+    refs = [f"sentence number {i} is about the {w} and the weather ." for i, w in
+            zip(range(80), ["cat", "dog", "house", "river"] * 20, strict=True)]
+    worse = [r.replace(" the weather", "") if i % 2 else r for i, r in enumerate(refs)]
+    results = tmp_path / "results"
+    scored_experiment(results, "toy", "de-en", worse, [100], refs=refs)
+    scored_experiment(results, "toy", "de-en.fixed", refs, [100], refs=refs)
+    scored_experiment(results, "toy", "de-en.same", [refs[1], *worse[1:]], [100], refs=refs)
+    scored_experiment(results, "toy", "fr-en.alone", refs, [100], refs=refs)  # no fr-en: no baseline
+    assert aggregate_main([str(results), "-o", str(results / "summary.tsv"), "--markdown",
+                           str(results / "summary.md")]) == 0
+    table = pd.read_csv(results / "summary.tsv", sep="\t", keep_default_na=False)
+    rows = {f"{row.pair}.{row.variant}": row for row in table.itertuples()}
+    assert rows["de-en.fixed"].baseline == "de-en" and float(rows["de-en.fixed"].p_value) < 0.01
+    assert float(rows["de-en.same"].p_value) > 0.05 and float(rows["de-en.same"].bleu_ci) > 0
+    assert rows["de-en."].p_value == "" and rows["fr-en.alone"].baseline == ""
+    markdown = (results / "summary.md").read_text()
+    assert "| p (vs baseline) | BLEU 95% CI |" in markdown and "| de-en | 0.001 | ±" in markdown

@@ -179,3 +179,40 @@ def test_a_model_with_nan_weights_is_a_one_line_error(model, data, tmp_path, cap
     assert code != 0 and err.count("\n") == 1
     assert "weights hold NaN or inf values" in err and str(broken) in err and name in err
     assert not (tmp_path / "out.en").exists()
+
+
+def read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other end of the terminal is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_progress_bar_on_a_terminal_and_none_in_a_log_file(model, data):
+    """Decoding a file shows sentences, sentences/s and an ETA on a terminal; a log file (Snakemake's,
+    a SLURM job's) gets no redraws, only the closing summary line."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    argv = [sys.executable, "-m", "pasero.cli.decode", str(model), "-i", str(data / "test.de"), "-o",
+            str(data / "hyp.txt"), "--batch-size", "60"]
+    parent, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal of 100 columns
+    proc = subprocess.Popen(argv, stderr=child, stdout=subprocess.DEVNULL)
+    os.close(child)
+    terminal = read_all(parent).decode("utf-8", "replace")
+    assert proc.wait() == 0, terminal
+    os.close(parent)
+    assert f"{len(LINES)}/{len(LINES)}" in terminal and "sent/s" in terminal and "\r" in terminal
+    with open(data / "decode.log", "w") as log:
+        assert subprocess.run(argv, stderr=log, stdout=subprocess.DEVNULL).returncode == 0
+    logged = (data / "decode.log").read_text()
+    assert "\r" not in logged and "sent/s" not in logged and f"translated {len(LINES)} lines" in logged

@@ -27,7 +27,36 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def generator(model_path):
-    return TextGenerator.build(model_path, device="cpu")
+    """float32: these tests compare searches exactly (bf16 rounding depends on the batch shape)."""
+    return TextGenerator.build(model_path, device="cpu", dtype="float32")
+
+
+def test_bf16_decoding_on_cpu(model_path):
+    """bfloat16 weights (native on CPUs with AVX512-BF16/AMX, emulated elsewhere); the search scores
+    in float32, so n-best lists stay ranked."""
+    bf16 = TextGenerator.build(model_path, device="cpu", dtype="bfloat16", beam_size=3, nbest=3)
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    out = bf16.decode(LINES[:8])
+    assert len(out) == 8 and all(len(nbest) == 3 for nbest in out)
+    for nbest in out:
+        ranks = [h["normalized_score"] for h in nbest]
+        assert all(isinstance(r, float) and r == r for r in ranks) and ranks == sorted(ranks, reverse=True)
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    from pasero import devices
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(devices, "cpu_has_bf16", lambda native=native: native)
+        assert devices.resolve_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+        assert devices.resolve_dtype("bfloat16", cpu) == torch.bfloat16
+        assert devices.resolve_dtype("float16", cpu) == torch.float32  # no fp16 training or decoding on CPU
+        assert devices.resolve_dtype("float32", cpu) == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert devices.resolve_dtype("auto", cuda) == torch.float16
+    with pytest.raises(ConfigError, match="unknown dtype 'half'"):
+        devices.resolve_dtype("half", cpu)
 
 
 def test_translates_text_with_the_embedded_tokenizer(generator):

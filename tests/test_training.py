@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,7 +50,7 @@ def interrupt_at(cfg_path: Path, step: int, sig: int) -> tuple[int, str]:
     lines = []
     for line in proc.stderr:
         lines.append(line)
-        if f"| step {step} |" in line:
+        if f"| step {step}/" in line:
             proc.send_signal(sig)
             break
     lines.extend(proc.stderr)
@@ -84,8 +85,27 @@ def test_train_outputs_and_rerun_is_a_no_op(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_and_sigterm_is_bit_exact(tmp_path):
+def test_log_lines_say_where_training_is_and_when_it_ends(tmp_path):
+    """step N/max_steps with its percentage, updates/s and an ETA (validation time included); a
+    line when validation starts, so that a long validation is not mistaken for a hang."""
     cfg = make_corpus(tmp_path / "data")
+    path = write_config(tmp_path / "c.yaml", {**cfg, "model_dir": str(tmp_path / "m")})
+    result = run(path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [line for line in result.stderr.splitlines() if "| step " in line and "valid |" not in line]
+    (tenth,) = [line for line in steps if "| step 10/30 (33%) |" in line]
+    assert re.search(r"\| [0-9.]+ upd/s \|", tenth) and re.search(r"\| ETA \d+:\d\d:\d\d$", tenth)
+    assert steps[-1].endswith("| ETA 0:00:00")
+    assert "valid | step 10 | validating on" in result.stderr
+    rows = [json.loads(r) for r in (tmp_path / "m" / "train.jsonl").read_text().splitlines()]
+    assert all(r["updates_per_s"] > 0 for r in rows if r["type"] == "train" and r["step"] > 5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_resume_after_sigkill_and_sigterm_is_bit_exact(tmp_path, dtype):
+    """Also under bf16 autocast (the default on CPUs with AVX512-BF16/AMX): the same dtype and
+    threads give the same bytes, and the checkpoints keep float32 master weights."""
+    cfg = {**make_corpus(tmp_path / "data"), "dtype": dtype}
     paths = {}
     for name in ("straight", "killed", "stopped"):
         paths[name] = write_config(tmp_path / f"{name}.yaml", {**cfg, "model_dir": str(tmp_path / name)})
@@ -110,6 +130,9 @@ def test_resume_after_sigkill_and_sigterm_is_bit_exact(tmp_path):
     steps = [json.loads(r)["step"] for r in (tmp_path / "killed" / "train.jsonl").read_text().splitlines()
              if json.loads(r)["type"] == "train"]
     assert steps == list(range(1, 31))  # the steps redone after the kill are logged once
+    assert f"({dtype})" in resumed.stderr
+    assert {t.dtype for t in load_checkpoint(tmp_path / "killed" / "checkpoint_last.pt")["model"].values()} == {
+        torch.float32}
 
 
 @pytest.mark.slow

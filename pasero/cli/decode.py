@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from pasero.cli.score import read_text
 from pasero.errors import ConfigError, DataError
 from pasero.files import atomic_output, count_lines, decode_line, expand_langs, read_lines
 from pasero.options import add_arguments, build, cli_values
+from pasero.progress import progress_bar
 from pasero.search_options import DecodeOptions, SearchOptions
 
 if TYPE_CHECKING:
@@ -105,12 +106,18 @@ class Translator:
         self.seconds = 0.0
 
     def run(self, lines: Iterable[str], out: IO[str] | None, buffer_size: int, first_id: int = 0,
-            refs: Sequence[str] | None = None) -> list[str]:
-        """Translate `lines` buffer by buffer; returns the translations."""
+            refs: Sequence[str] | None = None, total: int | None = None, name: str | None = None) -> list[str]:
+        """Translate `lines` buffer by buffer; returns the translations. With a `name` (an input
+        file of `total` lines), a progress bar on a terminal."""
+        with progress_bar(total, name and Path(name).name, "sent", disable=name is None) as bar:
+            return self._run(lines, out, buffer_size, first_id, refs, bar.update)
+
+    def _run(self, lines: Iterable[str], out: IO[str] | None, buffer_size: int, first_id: int,
+             refs: Sequence[str] | None, progress: Callable[[int], Any]) -> list[str]:
         translations: list[str] = []
         for chunk in buffers(lines, buffer_size):
             start = time.perf_counter()
-            results = self.generator.decode(chunk, return_scores=self.verbose)
+            results = self.generator.decode(chunk, return_scores=self.verbose, progress=progress)
             self.seconds += time.perf_counter() - start
             self.n_lines += len(chunk)
             self.n_tokens += sum(len(nbest[0]["tokens"]) + 1 for nbest in results)
@@ -142,11 +149,13 @@ def translate(translator: Translator, input_path: str | None, output_path: str |
               buffer_size: int, refs: Sequence[str] | None) -> list[str]:
     """Translate one input (a file or stdin) into its output; returns every line of the output."""
     lines = read_lines(input_path) if input_path else stdin_lines()
+    total = count_lines(input_path) if input_path else None
     if output_path is None:
-        return translator.run(lines, None if args.verbose else sys.stdout, buffer_size, refs=refs)
+        return translator.run(lines, None if args.verbose else sys.stdout, buffer_size, refs=refs, total=total,
+                              name=input_path)
     if not args.resume:
         with atomic_output(output_path) as out:
-            return translator.run(lines, out, buffer_size, refs=refs)
+            return translator.run(lines, out, buffer_size, refs=refs, total=total, name=input_path)
     done = complete_lines(Path(output_path))
     if input_path and done > count_lines(input_path):
         raise DataError(f"{output_path} has more lines ({done}) than {input_path}: not its output; "
@@ -154,7 +163,8 @@ def translate(translator: Translator, input_path: str | None, output_path: str |
     if done:
         logger.info("%s: %d lines already translated, continuing", output_path, done)
     with open(output_path, "a", encoding="utf-8") as out:
-        translator.run(islice(lines, done, None), out, buffer_size, first_id=done, refs=refs)
+        translator.run(islice(lines, done, None), out, buffer_size, first_id=done, refs=refs,
+                       total=None if total is None else total - done, name=input_path)
     return read_text(output_path)
 
 
