@@ -131,6 +131,8 @@ class TrainConfig:
                                     schema_type=("string", "number", "null"), metavar="DURATION", resumable=True)
     # Validation, logging and checkpoints
     log_interval: int = option(100, "log training figures every N updates", gt=0, resumable=True)
+    tensorboard: bool = option(True, "also write the figures of train.jsonl as TensorBoard scalars to "
+                                     "MODEL_DIR/tensorboard/ (tensorboard --logdir results/)", resumable=True)
     valid_interval: int = option(1000, "validate and save a checkpoint every N updates", gt=0, resumable=True)
     valid_batch_size: int | None = option(None, "tokens per validation batch (null: batch_size)", gt=0,
                                           resumable=True)

@@ -58,6 +58,7 @@ from pasero.errors import CheckpointError, DataError, LockedError, TrainingError
 from pasero.files import LogFile, atomic_output, file_lock
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
+from pasero.tensorboard_log import TensorBoardLog
 from pasero.tokenizer import Tokenizer, lang_token
 from pasero.train_config import RESUMABLE_FIELDS, TrainConfig, format_duration, save_config
 from pasero.train_state import TrainState, UpdateStats
@@ -100,6 +101,7 @@ class Trainer:
         self._last_log: tuple[float, int] | None = None  # (clock, step) of the last training log line: the ETA's rate
         self.valid_by_direction: dict[str, dict[str, float]] = {}  # the last validation's metrics
         self._log_file: LogFile | None = None
+        self._tensorboard = TensorBoardLog(self.model_dir / "tensorboard") if cfg.tensorboard else None
         self._lock = contextlib.ExitStack()
         try:
             self._setup(reset, reset_if_changed)
@@ -305,6 +307,8 @@ class Trainer:
 
     def close(self) -> None:
         """Release the log file, the process group and the model folder's lock (idempotent)."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
         if self._log_file is not None:
             logging.getLogger("pasero").removeHandler(self._log_file)
             self._log_file.close()
@@ -495,6 +499,8 @@ class Trainer:
         if self.dist.is_master:
             with open(self.model_dir / "train.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
+            if self._tensorboard is not None:
+                self._tensorboard.write(row)
 
     # Validation and checkpoints ----------------------------------------------------------------
 

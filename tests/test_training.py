@@ -85,9 +85,17 @@ def test_train_outputs_and_rerun_is_a_no_op(tmp_path):
 
 
 @pytest.mark.slow
+def tensorboard_steps(model_dir: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(model_dir / "tensorboard"))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
 def test_log_lines_say_where_training_is_and_when_it_ends(tmp_path):
     """step N/max_steps with its percentage, updates/s and an ETA (validation time included); a
-    line when validation starts, so that a long validation is not mistaken for a hang."""
+    line when validation starts, so that a long validation is not mistaken for a hang; TensorBoard."""
     cfg = make_corpus(tmp_path / "data")
     path = write_config(tmp_path / "c.yaml", {**cfg, "model_dir": str(tmp_path / "m")})
     result = run(path)
@@ -99,6 +107,9 @@ def test_log_lines_say_where_training_is_and_when_it_ends(tmp_path):
     assert "valid | step 10 | validating on" in result.stderr
     rows = [json.loads(r) for r in (tmp_path / "m" / "train.jsonl").read_text().splitlines()]
     assert all(r["updates_per_s"] > 0 for r in rows if r["type"] == "train" and r["step"] > 5)
+    # the same figures as TensorBoard scalars
+    assert tensorboard_steps(tmp_path / "m", "train/loss") == [r["step"] for r in rows if r["type"] == "train"]
+    assert tensorboard_steps(tmp_path / "m", "valid/chrf") == [10, 20, 30]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -130,6 +141,7 @@ def test_resume_after_sigkill_and_sigterm_is_bit_exact(tmp_path, dtype):
     steps = [json.loads(r)["step"] for r in (tmp_path / "killed" / "train.jsonl").read_text().splitlines()
              if json.loads(r)["type"] == "train"]
     assert steps == list(range(1, 31))  # the steps redone after the kill are logged once
+    assert tensorboard_steps(tmp_path / "killed", "train/loss") == steps  # and drawn once in TensorBoard
     assert f"({dtype})" in resumed.stderr
     assert {t.dtype for t in load_checkpoint(tmp_path / "killed" / "checkpoint_last.pt")["model"].values()} == {
         torch.float32}
