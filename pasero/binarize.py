@@ -29,11 +29,13 @@ from pasero.dictionary import Dictionary
 from pasero.errors import DataError
 from pasero.files import invalid_utf8
 from pasero.indexed_dataset import IndexedDatasetBuilder, best_dtype
+from pasero.progress import progress_bar
 from pasero.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
 BATCH_LINES = 2000
+PROGRESS_PARTS = 16  # parts per worker: what a progress bar advances by
 
 
 @dataclass
@@ -201,18 +203,27 @@ def _count_range(path: str, start: int, end: int) -> collections.Counter | np.nd
     return total if total is not None else _ENCODER.count([])
 
 
-def _map_ranges(func: Callable, tasks: list[tuple], encoder: Encoder, workers: int) -> list[Any]:
-    """Run `func(*task)` for every task, in worker processes when there are several."""
+def _map_ranges(func: Callable, tasks: list[tuple], encoder: Encoder, workers: int,
+                done: Callable[[tuple], Any] = lambda task: None) -> list[Any]:
+    """Run `func(*task)` for every task, in worker processes when there are several; `done(task)`
+    as each one ends (in any order), the results in the order of the tasks."""
     if workers <= 1 or len(tasks) <= 1:
         _init_worker(encoder)
-        return [func(*task) for task in tasks]
+        return [_then(func(*task), done, task) for task in tasks]
     context = multiprocessing.get_context("spawn")  # safe whatever threads the parent runs
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)), mp_context=context,
         initializer=_init_worker, initargs=(encoder,),
     ) as pool:
-        futures = [pool.submit(func, *task) for task in tasks]
+        futures = {pool.submit(func, *task): task for task in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            done(futures[future])
         return [future.result() for future in futures]
+
+
+def _then(result: Any, done: Callable[[tuple], Any], task: tuple) -> Any:
+    done(task)
+    return result
 
 
 # -- public entry points -----------------------------------------------------------------
@@ -241,9 +252,10 @@ def binarize(input_path: str | os.PathLike, output_prefix: str | os.PathLike, di
     encoder = Encoder(dictionary, tokenizer)
     dtype = best_dtype(len(dictionary))
     path = str(input_path)
-    ranges = line_ranges(path, max(workers, 1))
+    ranges = line_ranges(path, max(workers, 1) * PROGRESS_PARTS)  # parts of the file: the progress bar's steps
     stats = BinarizeStats()
-    with IndexedDatasetBuilder(output_prefix, dtype) as builder:
+    with IndexedDatasetBuilder(output_prefix, dtype) as builder, \
+            progress_bar(os.path.getsize(path), Path(path).name, "B", unit_scale=True) as bar:
         if workers <= 1 or len(ranges) <= 1:
             _init_worker(encoder)
             for start, end in ranges:
@@ -251,11 +263,12 @@ def binarize(input_path: str | os.PathLike, output_prefix: str | os.PathLike, di
                     stats.add(_encode_range(path, start, end, builder))
                 except _BadLine as e:
                     raise _bad_line_error(path, start, e) from None
+                bar.update(end - start)
         else:
             tmp_dir = _parts_dir(Path(output_prefix))
             try:
                 tasks = [(path, a, b, os.path.join(tmp_dir, f"part{i}"), dtype) for i, (a, b) in enumerate(ranges)]
-                results = _map_ranges(_binarize_part, tasks, encoder, workers)
+                results = _map_ranges(_binarize_part, tasks, encoder, workers, lambda t: bar.update(t[2] - t[1]))
                 _raise_bad_lines(tasks, results)
                 for task, result in zip(tasks, results, strict=True):
                     builder.merge(task[3])

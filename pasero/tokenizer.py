@@ -36,6 +36,7 @@ import yaml
 from pasero import casing
 from pasero.errors import ConfigError, DataError
 from pasero.files import atomic_output, count_lines, decode_line, lang_of
+from pasero.progress import progress_bar
 from pasero.sampling import temperature_shares, times_drawn
 
 logger = logging.getLogger(__name__)
@@ -349,14 +350,20 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
     else:
         picks = _picks_by_language(paths, counts, size or total, temperature, rng)
     picks = [_scatter(times, k) for times, k in zip(picks, kept, strict=True)]
-    for path, times in zip(paths, picks, strict=True):
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                repeat = 1 if times is None else int(times[lineno - 1])
-                if repeat:
-                    line = decode_line(raw, path, lineno)
-                    for _ in range(repeat):
-                        yield line
+    ends = np.cumsum([path.stat().st_size for path in paths])  # the bar counts bytes read
+    with progress_bar(int(ends[-1]) if paths else 0, "tokenizer sample", "B", unit_scale=True) as bar:
+        for path, times, end in zip(paths, picks, ends, strict=True):
+            start = int(end) - path.stat().st_size
+            with open(path, "rb") as f:
+                for lineno, raw in enumerate(f, 1):
+                    repeat = 1 if times is None else int(times[lineno - 1])
+                    if repeat:
+                        line = decode_line(raw, path, lineno)
+                        for _ in range(repeat):
+                            yield line
+                    if lineno % 10000 == 0:
+                        bar.update(start + f.tell() - bar.n)
+            bar.update(int(end) - bar.n)
 
 
 def _new_lines(paths: list[Path]) -> list[np.ndarray | None]:

@@ -88,11 +88,11 @@ def patch_mutable_defaults(text: str) -> tuple[str, int]:
 def apply_replace(site: Path, patch: Replace) -> str:
     path = site / patch.path
     text = path.read_text()
+    if patch.new in text:  # checked first: a patch may keep the original line (an added import)
+        return "already patched"
     if patch.old in text:
         path.write_text(text.replace(patch.old, patch.new, 1))
         return "patched"
-    if patch.new in text:
-        return "already patched"
     raise SystemExit(f"{path}: neither the original nor the patched text was found (another fairseq version?)")
 
 
