@@ -17,8 +17,11 @@
 # stopped it waits for pasero-train to finish saving its checkpoint instead of releasing the folder
 # (and its lock) while the save is still going on; pasero-train also refuses to share its folder.
 #
-# Snakemake empties a job's log before each run, so logs/train.log holds the last run's output;
-# pasero-train appends every run (first start, resumptions, restarts) to train/train.log.
+# The output goes to logs/train.log and, through `tee`, to Snakemake's console (a line every
+# log_interval updates: step/max_steps, updates/s, ETA); tee ignores the INT/TERM that stop the job,
+# so it keeps the lines pasero-train writes while it saves. Snakemake empties a job's log before each
+# run, so logs/train.log holds the last run's output; pasero-train appends every run (first start,
+# resumptions, restarts) to train/train.log.
 
 
 rule train:
@@ -46,4 +49,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} exec {params.launcher}pasero-train --data-dir {params.data} --dict {input.dict}"
         " --tokenizer {params.tokenizer} --model-dir {params.dir} {params.langs} {params.options}"
-        " --reset-if-changed > {log} 2>&1"
+        " --reset-if-changed > >(trap '' INT TERM; exec tee {log}) 2>&1"

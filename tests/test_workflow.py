@@ -94,7 +94,7 @@ def mtimes(path: Path, *names: str) -> dict[str, float]:
 def finished(tmp_path_factory) -> Path:
     """The tiny toy experiment run to the end with the default target."""
     path = workspace(tmp_path_factory.mktemp("finished"))
-    snakemake(path)
+    (path / "console.txt").write_text(snakemake(path).output)
     return path
 
 
@@ -121,6 +121,10 @@ def test_the_toy_pipeline_runs_end_to_end(finished):
     assert (exp / "learning_curve.svg").read_text().lstrip().startswith("<?xml")
     for rule in ("download", "tokenizer", "dict", "train", "select", "decode.test", "score"):
         assert (exp / "logs" / f"{rule}.log").is_file() and (exp / "benchmarks" / f"{rule}.tsv").is_file()
+    # while training, the console says where it is (and the log keeps the same lines)
+    console, log = (finished / "console.txt").read_text(), (exp / "logs" / "train.log").read_text()
+    line = next(line for line in console.splitlines() if "| step 40/" in line)
+    assert " upd/s | " in line and "| ETA " in line and line in log.splitlines()
 
 
 @pytest.mark.slow

@@ -61,7 +61,8 @@ REPLACEMENTS = [
         "        self.load_to_BT = True\n",
         "        self.load_to_BT = False  # patched: BetterTransformer fast path off\n",
         "the BetterTransformer fast path (torch._transformer_encoder_layer_fwd, taken in eval mode) "
-        "calls the private op with the argument list of torch 1.12 and fails on torch 2.x",
+        "calls the private op with the arguments of torch 1.12; torch 2.x wants a mask type too and raises "
+        "`RuntimeError: Mask Type should be defined` when decoding from a loaded checkpoint",
     ),
     Replace(
         "fairseq/data/data_utils.py",
