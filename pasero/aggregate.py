@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ from pasero.scoring import PROTOCOLS, paired_bootstrap
 logger = logging.getLogger(__name__)
 
 SCORES_FILE = "scores.json"
-OPTIONAL = ("off_target", "zero_shot", "baseline", "p_value", "bleu_ci")  # shown only when some row has them
+# shown only when some row has them
+OPTIONAL = ("seeds", "std_bleu", "std_chrf", "off_target", "zero_shot", "baseline", "p_value", "bleu_ci")
 PRIMARY = "test"  # the test set whose scores are scores.json's top-level keys (and bleu.txt)
-COLUMNS = ("corpus", "pair", "variant", "bleu", "chrf", "off_target", "zero_shot", "baseline", "p_value", "bleu_ci",
-           "signature", "best_step", "train_hours", "params", "n_lines", "scores")
+COLUMNS = ("corpus", "pair", "variant", "bleu", "chrf", "seeds", "std_bleu", "std_chrf", "off_target", "zero_shot",
+           "baseline", "p_value", "bleu_ci", "signature", "best_step", "train_hours", "params", "n_lines", "scores")
 
 
 def find_scores(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -114,7 +116,7 @@ def read_scores(path: str | os.PathLike) -> list[dict[str, Any]]:
     }
     name = scores.get("pair") or pair
     if not isinstance(scores.get("directions"), dict):
-        return [{**model, "pair": name, **_metrics(scores, path)}]
+        return [{**model, "pair": name, **_metrics(scores, path), "_grid_point": scores.get("grid_point")}]
     rows = [{**model, "pair": f"{name}/{direction}", **_metrics(row, path)}
             for direction, row in sorted(_mapping(scores, "directions", path).items(),
                                          key=lambda item: (bool(item[1].get("zero_shot")), item[0]))]
@@ -122,6 +124,32 @@ def read_scores(path: str | os.PathLike) -> list[dict[str, Any]]:
         rows.append({**model, "pair": f"{name}/avg {group}", "bleu": mean.get("bleu"), "chrf": mean.get("chrf"),
                      "off_target": mean.get("off_target"), "zero_shot": group == "zero_shot"})
     return rows
+
+
+def seed_means(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A row per grid point scored with several seeds: variant = the point, BLEU and chrF as the
+    mean over its seeds (`seeds` of them) with their standard deviation, mean training time."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("_grid_point"):
+            groups.setdefault((row["corpus"], row["pair"], row["_grid_point"]), []).append(row)
+    means = []
+    for (corpus, pair, point), members in groups.items():
+        if len(members) < 2:
+            continue
+        mean = {key: _mean_std([m[key] for m in members]) for key in ("bleu", "chrf", "train_hours")}
+        means.append({"corpus": corpus, "pair": pair, "variant": point, "seeds": len(members),
+                      "bleu": mean["bleu"][0], "std_bleu": mean["bleu"][1], "chrf": mean["chrf"][0],
+                      "std_chrf": mean["chrf"][1], "train_hours": mean["train_hours"][0],
+                      "params": members[0]["params"], "signature": members[0]["signature"]})
+    return means
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    known = [v for v in values if v is not None]
+    if not known:
+        return None, None
+    return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None
 
 
 def _metrics(scores: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -174,12 +202,16 @@ def summary(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         raise DataError(f"no {SCORES_FILE} found in {', '.join(map(str, paths))}: score an experiment first")
     covered = _covered(files)
     rows = [row for f in files if f not in covered for row in read_scores(f)]
+    rows += seed_means(rows)
+    for row in rows:
+        row.pop("_grid_point", None)
     table = pd.DataFrame(rows, columns=list(COLUMNS) + extra_columns(key for row in rows for key in row))
     table["variant"] = table["variant"].fillna("")
     table["zero_shot"] = table["zero_shot"].astype("boolean")
     add_significance(table)
-    table["best_step"] = pd.Series([row["best_step"] for row in rows], dtype=object)  # no 7000.0 next to None
+    table["best_step"] = pd.Series([row.get("best_step") for row in rows], dtype=object)  # no 7000.0 next to None
     table["params"] = table["params"].astype("Int64")
+    table["seeds"] = table["seeds"].astype("Int64")
     table["n_lines"] = table["n_lines"].astype("Int64")
     return table.sort_values(["corpus", "pair", "variant"], kind="stable").reset_index(drop=True)
 
@@ -266,7 +298,8 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     if "p_value" in shown:
         shown["p_value"] = shown["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3f}")
         shown["bleu_ci"] = shown["bleu_ci"].map(lambda ci: "" if pd.isna(ci) else f"±{ci:.2f}")
-    return shown.rename(columns={"bleu": "BLEU", "chrf": "chrF", "off_target": "off-target %",
+    return shown.rename(columns={"bleu": "BLEU", "chrf": "chrF", "std_bleu": "BLEU std", "std_chrf": "chrF std",
+                                 "off_target": "off-target %",
                                  "zero_shot": "zero-shot", "p_value": "p (vs baseline)", "bleu_ci": "BLEU 95% CI",
                                  "best_step": "best step",
                                  "train_hours": "training (h)", "n_lines": "lines"})

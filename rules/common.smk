@@ -13,7 +13,7 @@ import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from pasero import multilingual, train_config
+from pasero import grid, multilingual, train_config
 from pasero.download import direction_urls
 from pasero.errors import ConfigError, did_you_mean
 from pasero.files import expand_langs
@@ -168,12 +168,35 @@ def pair_experiment(corpus, name):
 
 
 def experiments():
-    """(corpus, name) of every experiment listed in the config: the default target."""
+    """(corpus, name) of every experiment listed in the config: the default target. A listed
+    `{pair}.{grid}` stands for every point of the grid."""
     return [
-        (corpus, name)
+        (corpus, point)
         for corpus, cfg in config["corpora"].items()
         for name in [*cfg.get("pairs", {}), *cfg.get("multilingual", {})]
+        for point in grid_experiments(name)
     ]
+
+
+GRID_POINTS = {}  # variant name -> grid.GridPoint, for the variants that grids: generates
+
+
+def add_grid_variants():
+    """Every point of every grid becomes a variant (checked like the others by check_experiments)."""
+    try:
+        points = grid.expand_all(config["grids"], config["variants"])
+    except ConfigError as e:
+        raise WorkflowError(f"config/config.yaml, {e}") from None
+    for point in points:
+        config["variants"][point.name] = point.overrides
+        GRID_POINTS[point.name] = point
+
+
+def grid_experiments(name):
+    base, _, variant = name.partition(".")
+    if variant in config["grids"]:
+        return [f"{base}.{point.name}" for point in GRID_POINTS.values() if point.grid == variant]
+    return [name]
 
 
 def check_experiments():
@@ -338,8 +361,14 @@ MULTILINGUAL_EXP = r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"
 
 
 def get_score_meta(wildcards):
+    """The experiment's name in scores.json; a grid point's also its seed and its point without the
+    seed (the summary averages the seed replicas of a point)."""
     e = exp(wildcards)
-    return f"--meta corpus={e['corpus']} --meta pair={e['pair']} --meta variant={e['variant']}"
+    meta = f"--meta corpus={e['corpus']} --meta pair={e['pair']} --meta variant={e['variant']}"
+    point = GRID_POINTS.get(e["variant"])
+    if point is not None and point.seed is not None:
+        meta += f" --meta grid_point={point.point} --meta seed={point.seed}"
+    return meta
 
 
 def get_score_test_sets(wildcards, input):

@@ -115,8 +115,8 @@ def scored_with_test_sets(results, corpus, name, protocols=("tokenized", "detoke
     return json.loads((folder / "scores.json").read_text())
 
 
-BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "off_target", "zero_shot", "baseline", "p_value",
-                "bleu_ci", "signature", "best_step", "train_hours", "params", "n_lines", "scores"]
+BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "seeds", "std_bleu", "std_chrf", "off_target", "zero_shot",
+                "baseline", "p_value", "bleu_ci", "signature", "best_step", "train_hours", "params", "n_lines", "scores"]
 
 
 def test_no_extra_columns_without_protocols_or_test_sets(results):
@@ -197,3 +197,23 @@ def test_a_variant_is_tested_against_its_pair_by_paired_bootstrap(tmp_path, caps
     assert rows["de-en."].p_value == "" and rows["fr-en.alone"].baseline == ""
     markdown = (results / "summary.md").read_text()
     assert "| p (vs baseline) | BLEU 95% CI |" in markdown and "| de-en | 0.001 | ±" in markdown
+
+
+def test_seed_replicas_of_a_grid_point_get_a_mean_and_standard_deviation_row(tmp_path):
+    results = tmp_path / "results"
+    bleus = []
+    for seed, hyps in ((1, REFS), (2, [REFS[0], "a dog barked .", REFS[2]]), (3, [REFS[0], REFS[1], "it rains ."])):
+        variant = f"lr_lr0p001_seed{seed}"
+        scores = scored_experiment(results, "toy", f"de-en.{variant}", hyps, [100])
+        meta = {**scores, "grid_point": "lr_lr0p001", "seed": seed}  # as the workflow's score rule adds them
+        (results / "toy" / f"de-en.{variant}" / "scores.json").write_text(json.dumps(meta))
+        bleus.append(scores["bleu"])
+    scored_experiment(results, "toy", "de-en.lr_lr0p002_seed1", REFS, [100])  # one seed: no mean row
+    assert aggregate_main([str(results), "-o", str(results / "summary.tsv"), "--markdown",
+                           str(results / "summary.md")]) == 0
+    table = pd.read_csv(results / "summary.tsv", sep="\t")
+    (mean,) = table[table["seeds"].notna()].itertuples()
+    assert (mean.variant, mean.seeds) == ("lr_lr0p001", 3)
+    assert mean.bleu == pytest.approx(sum(bleus) / 3, abs=1e-3)
+    assert mean.std_bleu == pytest.approx(pd.Series(bleus).std(), abs=1e-3)
+    assert "| BLEU std | chrF std |" in (results / "summary.md").read_text().replace("| seeds ", "")

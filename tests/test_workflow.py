@@ -317,6 +317,30 @@ def test_iwslt17_multilingual_zero_shot_condition_dry_runs_offline(real_config):
     assert not (real_config / "results").exists()
 
 
+def test_a_grid_is_one_variant_per_combination_named_by_its_values(tmp_path):
+    """grids: lr x seed, listed as `de-en.sweep` under pairs: four trainings by default, each named by
+    its values, with its seed; the scores say which point and seed they are (the summary's mean rows)."""
+    path = workspace(tmp_path, config=None)
+
+    def add_grid(c):
+        c["grids"] = {"sweep": {"train.lr": [0.0005, 0.001], "train.seed": [1, 2]}}
+        c["corpora"]["toy"]["pairs"]["de-en.sweep"] = {}
+
+    edit_config(path, add_grid)
+    out = snakemake(path, "-n", "-p").output
+    commands = [line for line in out.splitlines() if line.startswith("Shell command:")]
+    trains = {re.search(r"--model-dir results/(\S+)/train", c)[1]: c for c in commands if "pasero-train" in c}
+    assert {"toy/de-en.sweep_lr0p0005_seed1", "toy/de-en.sweep_lr0p0005_seed2", "toy/de-en.sweep_lr0p001_seed1",
+            "toy/de-en.sweep_lr0p001_seed2"} <= set(trains)
+    point = trains["toy/de-en.sweep_lr0p001_seed2"]
+    assert "--lr 0.001 " in point and "--seed 2 " in point
+    (score,) = [c for c in commands if "pasero-score" in c and "de-en.sweep_lr0p001_seed2/" in c]
+    assert "--meta grid_point=sweep_lr0p001 --meta seed=2" in score
+    edit_config(path, lambda c: c["grids"]["sweep"].update({"model.lr": [1]}))
+    result = snakemake(path, "-n", ok=False)
+    assert result.returncode != 0 and "grids" in result.output and "model.lr" in result.output
+
+
 def test_a_multilingual_typo_names_its_key(tmp_path):
     path = workspace(tmp_path, config=None)
     edit_config(path, lambda c: c["corpora"]["TED"]["multilingual"]["top20"].update(zero_shot=["de-xx"]))
