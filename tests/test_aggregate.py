@@ -115,8 +115,9 @@ def scored_with_test_sets(results, corpus, name, protocols=("tokenized", "detoke
     return json.loads((folder / "scores.json").read_text())
 
 
-BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "seeds", "std_bleu", "std_chrf", "off_target", "zero_shot",
-                "baseline", "p_value", "bleu_ci", "signature", "best_step", "train_hours", "params", "n_lines", "scores"]
+BASE_COLUMNS = ["corpus", "pair", "variant", "bleu", "chrf", "seeds", "std_bleu", "std_chrf", "off_target",
+                "zero_shot", "baseline", "p_value", "bleu_ci", "signature", "best_step", "train_hours", "params",
+                "n_lines", "scores"]
 
 
 def test_no_extra_columns_without_protocols_or_test_sets(results):
