@@ -289,7 +289,7 @@ def to_markdown(table: pd.DataFrame, index: bool = False, digits: int = 2) -> st
     return "\n".join(lines) + "\n"
 
 
-def _display(table: pd.DataFrame) -> pd.DataFrame:
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The summary as people read it: parameters in millions, no file paths."""
     shown = table[[c for c in COLUMNS if c != "scores" and (c not in OPTIONAL or table[c].notna().any())]].copy()
     shown["params"] = shown["params"].map(lambda n: None if n is pd.NA else f"{n / 1e6:.1f}M")
@@ -348,7 +348,7 @@ def corpus_table(table: pd.DataFrame, corpus: str) -> tuple[pd.DataFrame, list[s
 
 
 def markdown_report(table: pd.DataFrame) -> str:
-    report = ("# Results\n\n" + to_markdown(_display(table))
+    report = ("# Results\n\n" + to_markdown(display_table(table))
               + "\n## BLEU by pair and corpus\n\n" + to_markdown(bleu_table(table), index=True))
     for corpus in dict.fromkeys(table["corpus"]):
         shown, legend = corpus_table(table, corpus)

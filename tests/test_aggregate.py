@@ -218,3 +218,22 @@ def test_seed_replicas_of_a_grid_point_get_a_mean_and_standard_deviation_row(tmp
     assert mean.bleu == pytest.approx(sum(bleus) / 3, abs=1e-3)
     assert mean.std_bleu == pytest.approx(pd.Series(bleus).std(), abs=1e-3)
     assert "| BLEU std | chrF std |" in (results / "summary.md").read_text().replace("| seeds ", "")
+
+
+def test_the_html_page_shows_the_tables_costs_and_translations(results, tmp_path):
+    results, _ = results
+    source = tmp_path / "source.de"
+    source.write_text("die Katze sitzt .\nein Hund bellt .\nes regnet .\n")
+    info = results / "TED" / "de-en.big" / "scores.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "inputs": [str(source)], "device": "cpu",
+                                "dtype": "bfloat16", "sentences_per_second": 12.5}))
+    benchmarks = results / "TED" / "de-en.big" / "benchmarks"
+    benchmarks.mkdir()
+    (benchmarks / "train.tsv").write_text("s\th:m:s\tmax_rss\tmax_vms\n10.0\t0:00:10\t812.5\t900\n")
+    page = tmp_path / "summary.html"
+    assert aggregate_main([str(results), "-o", str(tmp_path / "s.tsv"), "--html", str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.count("<table>") >= 4
+    assert "TED/de-en.big" in text and "812.50" in text and "12.50" in text and "cpu bfloat16" in text
+    assert "die Katze sitzt ." in text and "a dog barked ." in text and "the cat sat on the mat ." in text
+    assert "Test translations" in text and text.count("<h3>") == 1  # only the experiment whose source is known

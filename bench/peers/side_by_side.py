@@ -40,6 +40,7 @@ length), not on realistic translations.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import json
 import os
@@ -108,9 +109,9 @@ def environment(setup: Setup) -> dict[str, str]:
 
 
 def start(setup: Setup, command: list, log_path: Path, stdout: Path | None = None) -> subprocess.Popen:
+    """Start a command: stderr (and stdout unless `stdout` is given) to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    out = open(stdout, "w") if stdout else subprocess.STDOUT  # noqa: SIM115 (closed by the child's exit)
-    with open(log_path, "w") as err:
+    with open(log_path, "w") as err, open(stdout, "w") if stdout else contextlib.nullcontext(err) as out:
         return subprocess.Popen([str(c) for c in command], stdout=out, stderr=err, env=environment(setup))
 
 
@@ -146,8 +147,12 @@ def ensure_toy_experiment(setup: Setup) -> None:
     targets = [str(p.relative_to(pipeline)) for p in bins]
     log(f"building the toy experiment with Snakemake in {pipeline}")
     env = {**os.environ, "PATH": f"{setup.pasero_bin}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run([setup.pasero_bin / "snakemake", "--profile", REPO / "profiles" / "local", *targets],
-                   cwd=pipeline, env=env, check=True, stdout=subprocess.DEVNULL)
+    log_path = setup.work / "logs" / "snakemake.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as out:
+        if subprocess.run([setup.pasero_bin / "snakemake", "--profile", REPO / "profiles" / "local", *targets],
+                          cwd=pipeline, env=env, stdout=out, stderr=out).returncode:
+            raise SystemExit(f"the toy pipeline failed: {log_path}")
 
 
 def prepare_data(setup: Setup) -> None:
@@ -222,7 +227,7 @@ def pasero_train_command(setup: Setup, dtype: str, updates: int, interval: int, 
             "-s", setup.src, "-t", setup.tgt, "--arch", "transformer_small", "--embed-dim", m["embed_dim"],
             "--ffn-dim", m["ffn_dim"], "--encoder-layers", m["layers"], "--decoder-layers", m["layers"],
             "--heads", m["heads"], "--shared-embeddings", "true", "--batch-size", r["batch_tokens"],
-            "--optimizer", "adam", "--adam-betas", r["beta1"], r["beta2"], "--lr", r["lr"],
+            "--optimizer", "adam", "--adam-betas", f"[{r['beta1']}, {r['beta2']}]", "--lr", r["lr"],
             "--lr-scheduler", "inverse_sqrt", "--warmup", r["warmup"], "--warmup-init-lr", r["warmup_init_lr"],
             "--label-smoothing", r["label_smoothing"], "--dropout", r["dropout"], "--seed", r["seed"],
             "--max-steps", updates, "--log-interval", interval, "--valid-interval", 10**9,
@@ -278,8 +283,9 @@ def pasero_dtype(model_dir: Path) -> str:
 
 def fairseq_bf16_error(setup: Setup) -> str | None:
     """None when fairseq-train accepts --bf16 on this CPU, else the last line of its error."""
-    log_path = setup.work / "train" / "fairseq-bf16-probe.log"
-    command = fairseq_train_command(setup, True, 1, 1, setup.work / "train" / "fairseq-bf16-probe")
+    log_path, save_dir = setup.work / "train" / "fairseq-bf16-probe.log", setup.work / "train" / "fairseq-bf16-probe"
+    shutil.rmtree(save_dir, ignore_errors=True)
+    command = fairseq_train_command(setup, True, 1, 1, save_dir)
     rc, _ = run(setup, command, log_path, check=False)
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     return f"{lines[-1].strip()}" if rc else None
@@ -290,6 +296,8 @@ def train_round(setup: Setup, pasero: str, fairseq_bf16: bool, updates: int, int
     """pasero (--dtype `pasero`) and fairseq (fp32 or bf16) trained at the same time."""
     root = setup.work / "train"
     pasero_dir, fairseq_dir = root / f"pasero-{pasero}", root / f"fairseq-{tag}"
+    for folder in (pasero_dir, fairseq_dir):  # fairseq would resume from a checkpoint_last.pt
+        shutil.rmtree(folder, ignore_errors=True)
     log(f"training: pasero --dtype {pasero} and fairseq {tag}, {updates} updates each, at the same time")
     begin = time.perf_counter()
     jobs = [(start(setup, pasero_train_command(setup, pasero, updates, interval, pasero_dir),

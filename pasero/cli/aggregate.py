@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", metavar="FILE.md",
                         help="also write the table, a pair x corpus BLEU table and, per corpus, every test set "
                              "and BLEU protocol with a legend of signatures, in Markdown")
+    parser.add_argument("--html", metavar="FILE.html",
+                        help="also write the tables, what each experiment cost and a few test translations per "
+                             "experiment as one HTML page (the report's results)")
     return parser
 
 
@@ -31,6 +34,10 @@ def aggregate_main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     table = aggregate.aggregate(args.paths, args.output, args.markdown)
+    if args.html:
+        from pasero.report_html import write_html
+
+        write_html(table, args.html)
     print(aggregate.to_markdown(aggregate.bleu_table(table), index=True), end="")
     logger.info("%d experiments -> %s%s", len(table), args.output, f" and {args.markdown}" if args.markdown else "")
     return 0
