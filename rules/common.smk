@@ -209,6 +209,38 @@ def check_experiments():
         check_train_settings(settings["train"], f"variants/{variant}/train")
 
 
+def scored_experiments():
+    """The listed experiments whose scores.json exists: what a report of a partial run shows."""
+    return [(c, n) for c, n in experiments() if os.path.exists(f"results/{c}/{n}/scores.json")]
+
+
+def report_experiments(scope):
+    return experiments() if scope == "all" else scored_experiments()
+
+
+def get_report_scores(wildcards):
+    return [f"results/{c}/{n}/scores.json" for c, n in report_experiments(wildcards.scope)]
+
+
+def get_report_trainings(wildcards):
+    return [f"results/{c}/{n}/train/done" for c, n in report_experiments(wildcards.scope)]
+
+
+def get_report_names(wildcards):
+    return [f"{c}/{n}" for c, n in report_experiments(wildcards.scope)]
+
+
+def get_report_metrics(wildcards):
+    return [f"results/{c}/{n}/train/train.jsonl" for c, n in report_experiments(wildcards.scope)]
+
+
+def get_scored_plots(wildcards):
+    multi = multilingual_experiments()
+    return [f"results/{c}/{n}/learning_curve.svg" for c, n in scored_experiments()] + [
+        f"results/{c}/{n}/directions.svg" for c, n in scored_experiments() if (c, n) in multi
+    ]
+
+
 # Paths and options -----------------------------------------------------------------------------
 
 

@@ -132,7 +132,26 @@ def test_the_report_has_the_results_table_and_the_learning_curves(finished, tmp_
     report = tmp_path / "report.html"
     snakemake(finished, "--report", str(report))
     html = report.read_text()
-    assert "summary.tsv" in html and "learning_curve.svg" in html and "Learning curves" in html
+    assert "summary.html" in html and "validation.svg" in html and "learning_curve.svg" in html
+    assert "Learning curves" in html
+    page = (finished / "results" / "report" / "all" / "summary.html").read_text()
+    assert "toy/de-en" in page and "Test translations" in page and "What each experiment cost" in page
+
+
+@pytest.mark.slow
+def test_a_partial_run_is_reported_with_scored(copy_of_finished, tmp_path):
+    """With an experiment not run yet, the default report cannot be made, `scored` can: it shows
+    the experiments scored so far."""
+    path = copy_of_finished
+    edit_config(path, lambda c: c["corpora"]["toy"]["pairs"].update({"en-de": {}}))
+    report = tmp_path / "partial.html"
+    assert snakemake(path, "--report", str(report), ok=False).returncode != 0
+    snakemake(path, "--report", str(report), "--report-after-run", "scored")
+    html = report.read_text()
+    assert "summary.html" in html and "learning_curve.svg" in html
+    page = (path / "results" / "report" / "scored" / "summary.html").read_text()
+    assert "toy/de-en" in page and "toy/en-de" not in page
+    assert not (path / "results" / "toy" / "en-de").exists()
 
 
 @pytest.mark.slow
