@@ -65,8 +65,10 @@ def test_train_outputs_and_rerun_is_a_no_op(tmp_path):
     names = {p.name for p in model_dir.iterdir()}
     assert {"checkpoint_20.pt", "checkpoint_last.pt", "checkpoint_best.pt", "config.yaml", "inference.yaml",
             "train.jsonl", "train.log"} <= names
-    assert "checkpoint_10.pt" not in names  # keep_last 1
     rows = [json.loads(line) for line in (model_dir / "train.jsonl").read_text().splitlines()]
+    best_step = [r for r in rows if r["type"] == "valid"][-1]["best_step"]
+    kept = {n for n in names if re.fullmatch(r"checkpoint_\d+\.pt", n)}
+    assert kept == {f"checkpoint_{s}.pt" for s in (20, best_step)}  # keep_last 1, and the best
     train_rows = [r for r in rows if r["type"] == "train"]
     assert [r["step"] for r in train_rows] == list(range(1, 21))
     assert {"loss", "nll", "ppl", "lr", "tokens_per_s", "gnorm", "elapsed"} <= set(train_rows[0])
@@ -84,7 +86,6 @@ def test_train_outputs_and_rerun_is_a_no_op(tmp_path):
     assert (model_dir / "checkpoint_last.pt").stat().st_mtime_ns == before
 
 
-@pytest.mark.slow
 def tensorboard_steps(model_dir: Path, tag: str) -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -112,6 +113,7 @@ def test_log_lines_say_where_training_is_and_when_it_ends(tmp_path):
     assert tensorboard_steps(tmp_path / "m", "valid/chrf") == [10, 20, 30]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_resume_after_sigkill_and_sigterm_is_bit_exact(tmp_path, dtype):
     """Also under bf16 autocast (the default on CPUs with AVX512-BF16/AMX): the same dtype and
