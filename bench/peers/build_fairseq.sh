@@ -25,9 +25,21 @@ PIP=("$VENV/bin/pip" install --quiet)
 # fairseq's build requirements, installed first because its build runs without isolation (so that
 # its C++ extensions compile against the torch above instead of a freshly downloaded one).
 "${PIP[@]}" setuptools wheel cython numpy
-MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" --no-build-isolation --no-deps fairseq==0.12.2
+# fairseq 0.12.2 from its PyPI sdist (PyPI has no Python 3.11 wheel), unpacked in VENV/build so that
+# setup.py can be patched first (patch_fairseq.py --sdist: the sdist lacks some C++ sources), then
+# built without isolation and without dependencies (see below).
+if ! "$VENV/bin/python" -c 'import importlib.metadata as m; assert m.version("fairseq") == "0.12.2"' 2> /dev/null; then
+    BUILD="$VENV/build"
+    mkdir -p "$BUILD"
+    [ -f "$BUILD/fairseq-0.12.2.tar.gz" ] ||
+        "$VENV/bin/pip" download --quiet --no-deps --no-build-isolation --no-binary fairseq fairseq==0.12.2 -d "$BUILD"
+    [ -d "$BUILD/fairseq-0.12.2" ] || tar -xzf "$BUILD/fairseq-0.12.2.tar.gz" -C "$BUILD"
+    "$VENV/bin/python" "$HERE/patch_fairseq.py" --sdist "$BUILD/fairseq-0.12.2"
+    MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" --no-build-isolation --no-deps "$BUILD/fairseq-0.12.2"
+fi
 # fairseq's run-time requirements, less torchaudio (only its speech tasks import it, lazily, and a
-# PyPI torchaudio would drag in another torch build).
+# PyPI torchaudio would drag in another torch build): pip's "fairseq 0.12.2 requires torchaudio"
+# complaint is expected.
 "${PIP[@]}" cffi 'hydra-core==1.0.7' 'omegaconf==2.0.6' regex 'sacrebleu>=1.4.12' tqdm bitarray
 # The decoding anchor (bench/peers/convert_ct2.py converts fairseq checkpoints for it).
 "${PIP[@]}" 'ctranslate2>=4,<5'

@@ -3,7 +3,7 @@
     python bench/peers/side_by_side.py [--work /work/peers/sbs] [--updates 30] [--fairseq-venv DIR]
 
 Needs the fairseq virtual environment of bench/peers/build_fairseq.sh (fairseq, CTranslate2) and
-pasero's own (the `pasero-*` commands next to this Python, or --pasero-bin). The script itself needs
+pasero's own (the `pasero-*` commands of REPO/.venv/bin, or --pasero-bin). The script itself needs
 only the standard library: every tool runs as a subprocess, with OMP_NUM_THREADS=--threads (1).
 
 Data: the toy pipeline's de-en experiment (`results/toy/de-en` of a copy of the workflow in
@@ -168,7 +168,7 @@ def prepare_data(setup: Setup) -> None:
         if not link.exists():
             link.symlink_to(setup.exp / "dict.txt")
         prefix = data / f"test.{setup.pair}.{lang}"
-        if not prefix.with_suffix(".bin").exists():
+        if not Path(f"{prefix}.bin").exists():
             run(setup, [setup.pasero_bin / "pasero-binarize", "--dict", setup.exp / "dict.txt", "--tokenizer",
                         setup.exp / "tokenizer", "-i", setup.exp / "text" / f"test.{lang}", "-o", prefix,
                         "--workers", "1"], setup.work / "logs" / f"binarize.test.{lang}.log")
@@ -192,7 +192,7 @@ def binarization(setup: Setup, repeat: int, workers: int) -> list[Row]:
         tokenized.parent.mkdir(parents=True, exist_ok=True)
         tokenize(setup, setup.exp / "text" / f"train.{lang}", tokenized, f"tokenize.train.{lang}")
         Path(f"{prefix}.{lang}").write_text(tokenized.read_text() * repeat)
-    pairs = sum(1 for _ in open(f"{prefix}.{setup.src}"))
+    pairs = Path(f"{prefix}.{setup.src}").read_text().count("\n")
     for out in ("pasero", "fairseq"):
         shutil.rmtree(root / out, ignore_errors=True)
         (root / out).mkdir()
@@ -281,6 +281,11 @@ def pasero_dtype(model_dir: Path) -> str:
     return found.group(1) if found else "?"
 
 
+def parameters(log_path: Path, pattern: str) -> str:
+    found = re.search(pattern, log_path.read_text())
+    return found.group(1) if found else "?"
+
+
 def fairseq_bf16_error(setup: Setup) -> str | None:
     """None when fairseq-train accepts --bf16 on this CPU, else the last line of its error."""
     log_path, save_dir = setup.work / "train" / "fairseq-bf16-probe.log", setup.work / "train" / "fairseq-bf16-probe"
@@ -291,8 +296,8 @@ def fairseq_bf16_error(setup: Setup) -> str | None:
     return f"{lines[-1].strip()}" if rc else None
 
 
-def train_round(setup: Setup, pasero: str, fairseq_bf16: bool, updates: int, interval: int,
-                tag: str) -> list[Row]:
+def train_round(setup: Setup, pasero: str, fairseq_bf16: bool, updates: int, interval: int, tag: str,
+                number: int) -> list[Row]:
     """pasero (--dtype `pasero`) and fairseq (fp32 or bf16) trained at the same time."""
     root = setup.work / "train"
     pasero_dir, fairseq_dir = root / f"pasero-{pasero}", root / f"fairseq-{tag}"
@@ -307,71 +312,88 @@ def train_round(setup: Setup, pasero: str, fairseq_bf16: bool, updates: int, int
     for process, log_path in jobs:
         finish(process, log_path)
     log(f"  done in {time.perf_counter() - begin:.0f} s")
-    setting = f"{updates} updates, {RECIPE['batch_tokens']} tok/batch"
-    timed = f"updates {interval + 1}-{updates} timed; at the same time as the other"
+    setting = f"round {number}: {updates} updates of {RECIPE['batch_tokens']} tok"
+    timed = f"updates {interval + 1}-{updates} timed, both at once"
+    pasero_params = parameters(root / f"pasero-{pasero}.log", r"([\d,]+) parameters")
+    fairseq_params = parameters(root / f"fairseq-{tag}.log", r"num. shared model params: ([\d,]+)")
     return [Row("train", "pasero", pasero_dtype(pasero_dir), setting, throughput(pasero_intervals(pasero_dir)),
-                "tgt tok/s", f"--dtype {pasero}; {timed}"),
+                "tgt tok/s", f"--dtype {pasero}; {timed}; {pasero_params} parameters"),
             Row("train", "fairseq", "bf16" if fairseq_bf16 else "fp32", setting,
-                throughput(fairseq_intervals(root / f"fairseq-{tag}.log")), "tgt tok/s", timed)]
+                throughput(fairseq_intervals(root / f"fairseq-{tag}.log")), "tgt tok/s",
+                f"{timed}; {fairseq_params} parameters (with the encoder layers' unused zero copies for "
+                "BetterTransformer)")]
 
 
 def training(setup: Setup, updates: int, interval: int) -> tuple[list[Row], list[str]]:
-    rows = train_round(setup, "float32", False, updates, interval, "fp32")
+    rows = train_round(setup, "float32", False, updates, interval, "fp32", 1)
     error = fairseq_bf16_error(setup)
     notes = [] if error is None else [f"fairseq-train --bf16 on CPU: not supported (fairseq 0.12.2's --bf16 "
                                       f"implies --tpu): `{error}`; round 2 runs fairseq fp32 again"]
-    second = train_round(setup, "auto", error is None, updates, interval, "bf16" if error is None else "fp32-2")
-    if error is not None:
-        second[1].note += " (a repeat, alongside pasero --dtype auto)"
+    second = train_round(setup, "auto", error is None, updates, interval, "bf16" if error is None else "fp32-2", 2)
     return rows + second, notes
 
 
 # --- decoding ---------------------------------------------------------------------------------
 
 
-def pasero_decode(setup: Setup, model: Path, beam: int, dtype: str) -> Row:
+def speed_rows(tool: str, dtype: str, beam: int, sentences: int, tokens: int, seconds: float, note: str
+               ) -> list[Row]:
+    """A decoding run's two rows: sentences/s, and target tokens/s (eos included) with the mean length."""
+    setting = f"beam {beam}"
+    return [Row("decode", tool, dtype, setting, sentences / seconds, "sent/s", note),
+            Row("decode", tool, dtype, setting, tokens / seconds, "tgt tok/s", f"mean length {tokens / sentences:.1f}")]
+
+
+def pasero_decode(setup: Setup, model: Path, beam: int, dtype: str) -> list[Row]:
     out = setup.work / "decode" / f"pasero-{dtype}-beam{beam}"
     run(setup, [setup.pasero_bin / "pasero-decode", model, "-i", setup.exp / "text" / f"test.{setup.src}",
                 "-o", f"{out}.hyp", "--beam-size", beam, "--batch-size", SEARCH["batch_tokens"],
                 "--max-len-a", SEARCH["max_len_a"], "--max-len-b", SEARCH["max_len_b"], "--device", "cpu",
                 "--dtype", dtype, "--info-out", f"{out}.json"], Path(f"{out}.log"))
     info = json.loads(Path(f"{out}.json").read_text())
-    length = info["tokens_per_second"] / info["sentences_per_second"]
-    return Row("decode", "pasero-decode", info["dtype"], f"beam {beam}", info["sentences_per_second"], "sent/s",
-               f"{info['tokens_per_second']:.0f} tok/s, mean length {length:.1f}; --dtype {dtype}")
+    seconds = info["decode_seconds"]
+    tokens = round(info["tokens_per_second"] * seconds)
+    return speed_rows("pasero-decode", info["dtype"], beam, info["n_lines_decoded"], tokens, seconds,
+                      f"--dtype {dtype}; timer includes tokenization and detokenization")
 
 
-def fairseq_decode(setup: Setup, checkpoint: Path, beam: int) -> tuple[Row, list[str]]:
+def fairseq_decode(setup: Setup, checkpoint: Path, beam: int) -> tuple[list[Row], list[str]]:
+    """fairseq-generate's rows and its hypotheses (pieces), in test-set order."""
     out = setup.work / "decode" / f"fairseq-beam{beam}"
     run(setup, [setup.fairseq_bin / "fairseq-generate", setup.fairseq_data, "--path", checkpoint,
                 "--gen-subset", "test", "-s", setup.src, "-t", setup.tgt, "--beam", beam, "--nbest", 1,
                 "--max-tokens", SEARCH["batch_tokens"], "--max-len-a", SEARCH["max_len_a"],
                 "--max-len-b", SEARCH["max_len_b"], "--lenpen", 1, "--cpu", "--num-workers", 0],
         Path(f"{out}.log"), stdout=Path(f"{out}.out"))
-    text = Path(f"{out}.out").read_text()
-    found = re.search(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s \(([\d.]+) sentences/s, "
-                      r"([\d.]+) tokens/s\)", text)
+    found = re.search(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s \(([\d.]+) sentences/s",
+                      Path(f"{out}.log").read_text())
     if not found:
-        raise SystemExit(f"no speed line in {out}.out")
+        raise SystemExit(f"no speed line in {out}.log")
     sentences, tokens = (int(found.group(i).replace(",", "")) for i in (1, 2))
-    hypotheses = dict(re.findall(r"^H-(\d+)\t\S+\t(.*)$", text, re.MULTILINE))
+    seconds = sentences / float(found.group(3))  # the printed seconds have one decimal only
+    hypotheses = dict(re.findall(r"^H-(\d+)\t\S+\t(.*)$", Path(f"{out}.out").read_text(), re.MULTILINE))
     ordered = [hypotheses[str(i)] for i in range(len(hypotheses))]
-    return Row("decode", "fairseq-generate", "fp32", f"beam {beam}", float(found.group(3)), "sent/s",
-               f"{float(found.group(4)):.0f} tok/s, mean length {tokens / sentences:.1f}"), ordered
+    return speed_rows("fairseq-generate", "fp32", beam, sentences, tokens, seconds, "search only"), ordered
 
 
-def ct2_decode(setup: Setup, model: Path, beam: int, compute_type: str, reference: list[str]) -> Row:
+def agreement(hypotheses: list[str], reference: list[str]) -> float:
+    """Share of hypotheses equal to the reference's up to the shorter one's length (the two tools
+    batch differently, and a batch's longest source sets fairseq's length limit)."""
+    def agree(a: list[str], b: list[str]) -> bool:
+        return a[:len(b)] == b[:len(a)]
+    return sum(agree(h.split(), r.split()) for h, r in zip(hypotheses, reference, strict=True)) / len(reference)
+
+
+def ct2_decode(setup: Setup, model: Path, beam: int, compute_type: str, reference: list[str]) -> list[Row]:
     out = setup.work / "decode" / f"ct2-{compute_type}-beam{beam}"
     run(setup, [setup.fairseq_bin / "python", HERE / "ct2_decode.py", model, setup.work / "test.tok",
                 f"{out}.hyp", "--beam", beam, "--batch-size", SEARCH["batch_tokens"], "--compute-type",
                 compute_type, "--threads", setup.threads, "--max-len-a", SEARCH["max_len_a"],
                 "--max-len-b", SEARCH["max_len_b"]], Path(f"{out}.log"), stdout=Path(f"{out}.json"))
     info = json.loads(Path(f"{out}.json").read_text())
-    hypotheses = Path(f"{out}.hyp").read_text().splitlines()
-    same = sum(h == r for h, r in zip(hypotheses, reference, strict=True)) / len(reference)
-    return Row("decode", "CTranslate2", compute_type, f"beam {beam}", info["sentences_per_second"], "sent/s",
-               f"{info['tokens_per_second']:.0f} tok/s, mean length {info['tokens'] / info['sentences']:.1f}; "
-               f"{100 * same:.0f}% same output as fairseq")
+    same = agreement(Path(f"{out}.hyp").read_text().splitlines(), reference)
+    return speed_rows("CTranslate2", compute_type, beam, info["sentences"], info["tokens"], info["seconds"],
+                      f"search only; {100 * same:.0f}% of outputs agree with fairseq's (up to the shorter)")
 
 
 def decoding(setup: Setup, beams: list[int]) -> list[Row]:
@@ -385,10 +407,11 @@ def decoding(setup: Setup, beams: list[int]) -> list[Row]:
     for beam in beams:
         log(f"decoding, beam {beam}")
         for dtype in ("float32", "auto"):
-            rows.append(pasero_decode(setup, pasero_model, beam, dtype))
-        row, reference = fairseq_decode(setup, fairseq_model, beam)
-        rows.append(row)
-        rows += [ct2_decode(setup, ct2_model, beam, ct, reference) for ct in ("float32", "int8")]
+            rows += pasero_decode(setup, pasero_model, beam, dtype)
+        fairseq_rows, reference = fairseq_decode(setup, fairseq_model, beam)
+        rows += fairseq_rows
+        for compute_type in ("float32", "int8"):
+            rows += ct2_decode(setup, ct2_model, beam, compute_type, reference)
     return rows
 
 
@@ -396,8 +419,8 @@ def decoding(setup: Setup, beams: list[int]) -> list[Row]:
 
 
 def reference(rows: list[Row], row: Row, tool: str, dtype: str) -> Row | None:
-    return next((r for r in rows if r.what == row.what and r.setting == row.setting and r.tool.startswith(tool)
-                 and r.dtype == dtype and r.value), None)
+    return next((r for r in rows if r.what == row.what and r.setting == row.setting and r.unit == row.unit
+                 and r.tool.startswith(tool) and r.dtype == dtype and r.value), None)
 
 
 def ratio(row: Row, ref: Row | None) -> str:
@@ -426,7 +449,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("-s", "--source-lang", default="de")
     p.add_argument("-t", "--target-lang", default="en")
     p.add_argument("--fairseq-venv", type=Path, default=Path("/work/peers/fairseq-venv"))
-    p.add_argument("--pasero-bin", type=Path, default=Path(sys.executable).parent)
+    p.add_argument("--pasero-bin", type=Path, default=REPO / ".venv" / "bin", help="folder of the pasero-* commands")
     p.add_argument("--model", choices=("small", "full"), default="small",
                    help="small: 3+3 layers, d256; full: transformer_small = transformer_iwslt_de_en")
     p.add_argument("--updates", type=int, default=30, help="training updates per run")
