@@ -136,6 +136,24 @@ def test_the_report_has_the_results_table_and_the_learning_curves(finished, tmp_
     assert "Learning curves" in html
     page = (finished / "results" / "report" / "all" / "summary.html").read_text()
     assert "toy/de-en" in page and "Test translations" in page and "What each experiment cost" in page
+    # what a browser shows: the report renders, the results page's tables have their rows
+    shown = re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", render(report, tmp_path), flags=re.S))
+    assert "General" in shown and "Learning curves" in shown and "Results" in shown  # drawn by its scripts
+    rendered = render(finished / "results" / "report" / "all" / "summary.html", tmp_path)
+    assert rendered.count("<tr>") >= 2 + 2 + 3 and "toy/de-en" in rendered
+
+
+def render(page: Path, tmp_path: Path) -> str:
+    """The DOM of `page` once headless Chromium has run its scripts."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium (.ci/run installs Debian's package)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--allow-file-access-from-files"]
+    result = subprocess.run([chromium, *flags, "--dump-dom", page.resolve().as_uri()], capture_output=True,
+                            text=True, check=True)
+    return result.stdout
 
 
 @pytest.mark.slow
