@@ -115,6 +115,7 @@ def read_scores(path: str | os.PathLike) -> list[dict[str, Any]]:
         "scores": str(path),
     }
     name = scores.get("pair") or pair
+    model["_training"] = scores.get("training") if isinstance(scores.get("training"), dict) else None
     if not isinstance(scores.get("directions"), dict):
         return [{**model, "pair": name, **_metrics(scores, path), "_grid_point": scores.get("grid_point")}]
     rows = [{**model, "pair": f"{name}/{direction}", **_metrics(row, path)}
@@ -124,6 +125,19 @@ def read_scores(path: str | os.PathLike) -> list[dict[str, Any]]:
         rows.append({**model, "pair": f"{name}/avg {group}", "bleu": mean.get("bleu"), "chrf": mean.get("chrf"),
                      "off_target": mean.get("off_target"), "zero_shot": group == "zero_shot"})
     return rows
+
+
+def add_setting_columns(rows: Sequence[dict[str, Any]]) -> None:
+    """`train.{option}` columns for the training options whose values differ between the rows'
+    models: what separates the experiments of the table (from the `training` of their scores)."""
+    settings = [row.pop("_training", None) for row in rows]
+    known = [s for s in settings if s]
+    varying = sorted({key for s in known for key in s
+                      if len({json.dumps(other.get(key), sort_keys=True) for other in known}) > 1})
+    for row, setting in zip(rows, settings, strict=True):
+        for key in varying:
+            value = (setting or {}).get(key)
+            row[f"train.{key}"] = json.dumps(value) if isinstance(value, list | dict) else value
 
 
 def seed_means(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -203,6 +217,7 @@ def summary(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     covered = _covered(files)
     rows = [row for f in files if f not in covered for row in read_scores(f)]
     rows += seed_means(rows)
+    add_setting_columns(rows)
     for row in rows:
         row.pop("_grid_point", None)
     table = pd.DataFrame(rows, columns=list(COLUMNS) + extra_columns(key for row in rows for key in row))
@@ -290,8 +305,12 @@ def to_markdown(table: pd.DataFrame, index: bool = False, digits: int = 2) -> st
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The summary as people read it: parameters in millions, no file paths."""
-    shown = table[[c for c in COLUMNS if c != "scores" and (c not in OPTIONAL or table[c].notna().any())]].copy()
+    """The summary as people read it: the settings that differ after the names, parameters in
+    millions, no file paths."""
+    columns = [c for c in COLUMNS if c != "scores" and (c not in OPTIONAL or table[c].notna().any())]
+    settings = [c for c in table.columns if c.startswith("train.")]
+    columns[columns.index("variant") + 1:columns.index("variant") + 1] = settings
+    shown = table[columns].copy()
     shown["params"] = shown["params"].map(lambda n: None if n is pd.NA else f"{n / 1e6:.1f}M")
     if "zero_shot" in shown:
         shown["zero_shot"] = shown["zero_shot"].map(lambda z: "yes" if z is True else "")

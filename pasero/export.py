@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 
 from pasero import search
-from pasero.dictionary import SPECIALS, Dictionary
+from pasero.dictionary import SPECIALS
 from pasero.errors import CheckpointError, ConfigError
 from pasero.search_options import SearchOptions
 
@@ -130,6 +130,7 @@ def _staging(output: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
         yield tmp
+        _plain_permissions(tmp)
         if output.is_dir():
             shutil.rmtree(output)
         elif output.exists():
@@ -137,6 +138,15 @@ def _staging(output: Path) -> Iterator[Path]:
         os.replace(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plain_permissions(folder: Path) -> None:
+    """What mkdir and open would have given (mkdtemp and some writers make private files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 # -- the model's pieces --------------------------------------------------------------------------
@@ -257,9 +267,9 @@ def _write_ctranslate2(generator: TextGenerator, out: Path) -> None:
     symbols = vocabulary
 
     def score(source: list[int], target: list[int]) -> list[float]:
-        prefix = [symbols[generator._lang_id]] if generator.lang_code == "decoder" else []
+        start = [symbols[generator._lang_id]] if generator.lang_code == "decoder" else []  # else </s>, implied
         result = translator.score_batch([[symbols[i] for i in source[:-1]]],
-                                        [prefix + [symbols[i] for i in target[:-1]]], offset=len(prefix))[0]
+                                        [start + [symbols[i] for i in target[:-1]]])[0]
         return result.log_probs
 
     _verify(generator, "ctranslate2", score)
@@ -356,7 +366,7 @@ def _hf_state_dict(model: Transformer) -> dict[str, Tensor]:
     state: dict[str, Tensor] = {}
     if cfg.shared_embeddings:
         state["model.shared.weight"] = model.src_embed.weight
-    else:
+    if not cfg.shared_embeddings or not cfg.tied_output:  # transformers 5 ties these only with the output
         state["model.encoder.embed_tokens.weight"] = model.src_embed.weight
         state["model.decoder.embed_tokens.weight"] = model.tgt_embed.weight
     if not cfg.tied_output:
@@ -433,7 +443,8 @@ def _write_hf(generator: TextGenerator, out: Path) -> None:
         tokenizer.save_pretrained(out)
     _write_readme(out, generator, "hf")
 
-    exported = transformers.MarianMTModel.from_pretrained(out).eval()
+    with _quiet(transformers):
+        exported = transformers.MarianMTModel.from_pretrained(out).eval()
 
     def score(source: list[int], target: list[int]) -> Tensor:
         with torch.no_grad():
@@ -442,6 +453,19 @@ def _write_hf(generator: TextGenerator, out: Path) -> None:
         return logits[0].log_softmax(-1).gather(1, torch.tensor(target)[:, None])[:, 0]
 
     _verify(generator, "hf", score)
+
+
+@contextlib.contextmanager
+def _quiet(transformers: Any) -> Iterator[None]:
+    """No progress bar while the export is loaded back for its check."""
+    hf_logging = transformers.utils.logging
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 class PaseroConstraints:
@@ -493,7 +517,7 @@ def _write_readme(out: Path, generator: TextGenerator, fmt: str) -> None:
                   "pieces = [tokenizer.tokenize(line).split() for line in lines]",
                   f"results = translator.translate_batch(pieces{prefix}, beam_size={o.beam_size}, "
                   f"length_penalty={o.len_penalty}, return_end_token=True, suppress_sequences=[['{CT2_PAD}']], "
-                  "max_decoding_length=MAX_LEN + 1)",
+                  "max_decoding_length=MAX_LEN)",
                   "text = [tokenizer.detokenize(r.hypotheses[0][:-1]) for r in results]", "```", "",
                   f"MAX_LEN = int({o.max_len_a} * (len(source pieces) + 1) + {o.max_len_b}), at most "
                   f"{cfg.max_positions - 1}: pasero.export.ctranslate2_translate groups sources by length so.",

@@ -30,6 +30,7 @@ from pasero.model import Transformer
 from pasero.options import updated
 from pasero.search_options import DecodeOptions, SearchOptions
 from pasero.tokenizer import Tokenizer, lang_token
+from pasero.train_config import experiment_settings
 
 logger = logging.getLogger(__name__)
 
@@ -120,15 +121,18 @@ class TextGenerator:
         search_options = updated(updated(SearchOptions(), f"{path} (inference settings)", **defaults),
                                  "decoding options", **options)
         batch_size = updated(DecodeOptions(), "decoding options", batch_size=batch_size).batch_size
-        meta = {**(ckpt.get("meta") or {}), **({"step": ckpt["step"]} if "step" in ckpt else {})}
+        meta = {**(ckpt.get("meta") or {}), **({"step": ckpt["step"]} if "step" in ckpt else {}),
+                "training": experiment_settings(ckpt.get("train_config") or {})}
         return cls(model, dictionary, tokenizer, search_options, path, inference, meta,  # the rest of ckpt is freed
                    batch_size)
 
     @property
     def meta(self) -> dict[str, Any]:
-        """Provenance of the model: checkpoint path, training steps and time, parameters."""
+        """Provenance of the model: checkpoint path (relative to the current folder when inside it,
+        so that results moved to another machine still name it), training steps, time and settings,
+        parameters."""
         meta = {"params": self.model.num_parameters(), **self._meta}
-        return {"checkpoint": str(self.path.resolve()) if self.path else None, **meta}
+        return {"checkpoint": _shown_path(self.path) if self.path else None, **meta}
 
     # Text <-> ids ------------------------------------------------------------------------------
 
@@ -205,3 +209,7 @@ class TextGenerator:
             out["attention"] = hyp.attention
         return out
 
+
+def _shown_path(path: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else str(resolved)

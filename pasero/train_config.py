@@ -198,6 +198,16 @@ class TrainConfig:
         return lower_is_better(self.best_metric)
 
 
+def experiment_settings(train_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a saved training config that an experiment's config can set (no paths, no
+    languages): what separates two variants, carried into scores.json and the summary."""
+    from pasero.model_config import TransformerConfig
+    from pasero.options import json_schema
+
+    settable = set(json_schema(TrainConfig)) | set(json_schema(TransformerConfig))
+    return {key: value for key, value in train_config.items() if key in settable}
+
+
 def train_fields() -> list[dataclasses.Field]:
     return declared(TrainConfig)
 

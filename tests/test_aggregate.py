@@ -11,14 +11,16 @@ from pasero.cli.score import score_main
 REFS = ["the cat sat on the mat .", "a dog barked at the postman .", "it is raining again today ."]
 
 
-def scored_experiment(results, corpus, name, hyps, steps, params=1_234_567, train_seconds=5400.0, refs=REFS):
+def scored_experiment(results, corpus, name, hyps, steps, params=1_234_567, train_seconds=5400.0, refs=REFS,
+                      training=None):
     """results/{corpus}/{name}/scores.json as the workflow's score rule writes it."""
     folder = results / corpus / name
     folder.mkdir(parents=True)
     (folder / "test.hyp").write_text("\n".join(hyps) + "\n")
     (folder / "ref.txt").write_text("\n".join(refs) + "\n")
     (folder / "decode.json").write_text(json.dumps(
-        {"checkpoint": str(folder / "model.pt"), "steps": steps, "params": params, "train_seconds": train_seconds}))
+        {"checkpoint": str(folder / "model.pt"), "steps": steps, "params": params, "train_seconds": train_seconds,
+         **({"training": training} if training else {})}))
     pair, _, variant = name.partition(".")
     assert score_main(["-H", str(folder / "test.hyp"), "-r", str(folder / "ref.txt"), "--json",
                        str(folder / "scores.json"), "--info", str(folder / "decode.json"), "--meta",
@@ -237,3 +239,17 @@ def test_the_html_page_shows_the_tables_costs_and_translations(results, tmp_path
     assert "TED/de-en.big" in text and "812.50" in text and "12.50" in text and "cpu bfloat16" in text
     assert "die Katze sitzt ." in text and "a dog barked ." in text and "the cat sat on the mat ." in text
     assert "Test translations" in text and text.count("<h3>") == 1  # only the experiment whose source is known
+
+
+def test_the_training_settings_that_differ_get_columns(tmp_path):
+    results = tmp_path / "results"
+    base = {"arch": "transformer_small", "lr": 0.0005, "dropout": 0.3, "adam_betas": [0.9, 0.98]}
+    scored_experiment(results, "TED", "de-en", REFS, [100], training=base)
+    scored_experiment(results, "TED", "de-en.big", REFS, [100], training={**base, "arch": "transformer_base"})
+    scored_experiment(results, "TED", "de-en.hot", REFS, [100], training={**base, "lr": 0.001})
+    assert aggregate_main([str(results), "-o", str(results / "s.tsv"), "--markdown", str(results / "s.md")]) == 0
+    table = pd.read_csv(results / "s.tsv", sep="\t")
+    assert [c for c in table.columns if c.startswith("train.")] == ["train.arch", "train.lr"]
+    assert dict(zip(table["variant"].fillna(""), table["train.lr"], strict=True)) == {
+        "": 0.0005, "big": 0.0005, "hot": 0.001}
+    assert "| corpus | pair | variant | train.arch | train.lr | BLEU |" in (results / "s.md").read_text()
