@@ -9,6 +9,11 @@ than exported into a model that translates differently. Each export is checked b
 written under its final name: the runtime loads it from disk and must give the log-probabilities
 pasero gives to a few probe translations.
 
+transformers' architecture is Marian (MarianMTModel): post-LN, scaled embeddings, sinusoidal
+positions from 0 and a SentencePiece tokenizer (MarianTokenizer), as ours. FSMT, fairseq's own port,
+would need Moses + BPE instead of SentencePiece and offsets positions by padding_idx + 1; M2M100
+(pre-LN only) offsets them too. Marian has no pre-LN: pre-LN models go to CTranslate2 only.
+
 Conventions (pasero -> runtime):
 - positions: pasero's sinusoidal table (fairseq's frequencies, sin half then cos half) indexed from 0
   for the first token, not from padding_idx + 1 as in fairseq. Both runtimes store the table itself:
@@ -27,16 +32,22 @@ Conventions (pasero -> runtime):
   (eos included) gets at most int(max_len_a * n + max_len_b) tokens before eos.
 
 What differs, by construction of the runtimes:
-- CTranslate2 cannot force eos at the maximum length: a hypothesis that reaches it ends there
-  without eos and with other scores than pasero's, so a sentence that hits the limit (an unfinished
-  translation) may come out differently. transformers can (`PaseroConstraints`); with a plain
-  `pipeline` call the generation config's limit applies (the model's max_positions).
-- Source and target are the same language-agnostic SentencePiece model; Marian's tokenizer runs it
-  alone, so the exported model does the leading space and whitespace clean-up itself (tabs and other
-  non-space whitespace inside a line are not folded as pasero folds them). Inline casing, NFKC and
-  decoder-side language codes are pasero's own: `--format hf` refuses them (CTranslate2 takes pieces:
-  tokenize with pasero's tokenizer, saved beside the model).
-- Inputs longer than max_positions: pasero truncates them, transformers fails.
+- CTranslate2 (`ctranslate2_translate`): greedy search gives pasero's tokens. Beam search does too,
+  except that (a) CTranslate2 cannot force eos at the maximum length, it stops there: a hypothesis
+  that reaches the limit (an unfinished translation) is ranked without the eos pasero adds; (b) it
+  removes the tokens it may not produce (eos before `min_len` tokens, <pad>) before the softmax,
+  pasero (as fairseq) after it, so with `min_len` > 1 the scores, and some choices, differ; (c) it
+  gives an empty translation to an empty input, where pasero translates the lone eos.
+- transformers: `generate(**transformers_generate_kwargs(...))` is pasero's search, length limit
+  included (`PaseroConstraints`). A plain `pipeline` or `generate` call takes the generation
+  config: the model's beam size, length penalty and min_len, but one length limit for all (the
+  model's max_positions) with eos forced at log-probability 0. transformers 5 has no translation
+  pipeline: use generate.
+- Marian's tokenizer runs SentencePiece alone, so the exported SentencePiece model does the leading
+  space and whitespace clean-up itself (tabs and other non-space whitespace inside a line are not
+  folded as pasero folds them). Inline casing, NFKC and decoder-side language codes are pasero's own:
+  `--format hf` refuses them (CTranslate2 takes pieces: tokenize with pasero's tokenizer, saved
+  beside the model). Inputs longer than max_positions: pasero truncates them, transformers fails.
 """
 
 from __future__ import annotations
@@ -87,23 +98,23 @@ def export(model_path: str | os.PathLike, fmt: str, output: str | os.PathLike, f
         raise ConfigError(f"{output} already exists: remove it or pass --force to replace it")
     _require(fmt)
     generator = TextGenerator.build(model_path, device="cpu", dtype="float32")
-    check_supported(generator, fmt)
+    _check_supported(generator, fmt)
     with _staging(output) as tmp:
         (_write_ctranslate2 if fmt == "ctranslate2" else _write_hf)(generator, tmp)
     logger.info("exported %s to %s (%s)", generator.path, output, fmt)
     return output
 
 
-def _require(fmt: str) -> Any:
+def _require(fmt: str) -> None:
     """Import the runtime of `fmt` (an optional dependency) or say how to install it."""
     name = "ctranslate2" if fmt == "ctranslate2" else "transformers"
     try:
-        return importlib.import_module(name)
+        importlib.import_module(name)
     except ImportError:
         raise ConfigError(f"--format {fmt} needs the '{name}' package: {INSTALL_HINT}") from None
 
 
-def check_supported(generator: TextGenerator, fmt: str) -> None:
+def _check_supported(generator: TextGenerator, fmt: str) -> None:
     """Refuse, before writing anything, what `fmt` cannot reproduce exactly."""
     cfg, where = generator.model.cfg, generator.path
     if fmt == "ctranslate2":
@@ -317,8 +328,8 @@ def ctranslate2_translate(translator: Any, sources: Sequence[Sequence[str]], opt
     The maximum length depends on the source length in pasero and is one number per call in
     CTranslate2: sources are translated in groups of equal length. CTranslate2 cannot force eos at
     that length: it stops there, so the tokens are pasero's (greedy search) but a beam hypothesis
-    that reaches the limit is ranked without the eos pasero adds. `target_prefix`: the target
-    language's code, for models trained with lang_code: decoder.
+    that reaches the limit is ranked without the eos pasero adds (see the module's notes for the
+    rest). `target_prefix`: the target language's code, for models trained with lang_code: decoder.
     """
     groups: dict[int, list[int]] = {}
     for i, source in enumerate(sources):
@@ -420,7 +431,7 @@ def _write_hf(generator: TextGenerator, out: Path) -> None:
         max_position_embeddings=cfg.max_positions, scale_embedding=cfg.scale_embedding,
         share_encoder_decoder_embeddings=cfg.shared_embeddings, tie_word_embeddings=cfg.tied_output,
         dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, activation_dropout=cfg.activation_dropout,
-        pad_token_id=d.pad_idx, eos_token_id=d.eos_idx, bos_token_id=None, forced_eos_token_id=d.eos_idx,
+        pad_token_id=d.pad_idx, eos_token_id=d.eos_idx, bos_token_id=None, forced_eos_token_id=None,  # see below
         decoder_start_token_id=d.eos_idx, architectures=["MarianMTModel"])
     config.save_pretrained(out)
     options = generator.options

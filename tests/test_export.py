@@ -121,10 +121,10 @@ def test_ctranslate2_gives_pasero_s_tokens(generator, ct2_dir, beam):
     assert len(kept) > 30 and [got[i] for i in kept] == [expected[i]["tokens"] for i in kept]
 
 
-def test_ctranslate2_pre_ln_shared_untied_gelu(tmp_path, capsys):
+def test_ctranslate2_pre_ln_shared_untied_gelu_unscaled(tmp_path, capsys):
     """What the copy model does not have, on a tiny model trained to reverse its input."""
     model = train_reverse_model(normalize_before=True, shared_embeddings=True, tied_output=False,
-                                activation="gelu")
+                                activation="gelu", scale_embedding=False)
     symbols = ["<s>", "<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(4, 24)]
     path = save({"model": model.state_dict(), "model_config": dataclasses.asdict(model.cfg),
                  "dictionary": symbols}, tmp_path / "reverse" / "model.pt")

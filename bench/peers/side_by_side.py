@@ -469,6 +469,7 @@ def main() -> int:
                   args.source_lang, args.target_lang, args.pasero_bin, args.fairseq_venv,
                   SMALL if args.model == "small" else FULL, args.threads)
     work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     if args.experiment is None:
         ensure_toy_experiment(setup)
     prepare_data(setup)
@@ -483,6 +484,8 @@ def main() -> int:
         notes += train_notes
     if "decode" not in args.skip:
         rows += decoding(setup, args.beams)
+    notes.append(f"load average (1 min) of the machine: {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} "
+                 f"at the end ({os.cpu_count()} CPUs): other work on the machine slows every tool down")
     report = markdown(rows, setup, notes)
     (work / "side_by_side.md").write_text(report + "\n")
     print(report)
