@@ -312,6 +312,12 @@ def _build(values: Mapping[str, Any]) -> TrainConfig:
     return TrainConfig(**values, model_overrides=model)
 
 
+def resolved_settings(settings: Mapping[str, Any], where: str = "train") -> dict[str, Any]:
+    """A workflow's training options with every default pasero-train would apply (those of the
+    architecture included): what the report states an experiment was trained with."""
+    return _build(_normalize(settings, where)).to_dict()
+
+
 def check_settings(settings: Mapping[str, Any], where: str) -> None:
     """Check the training options of a workflow config as pasero-train will, before any job runs
     (an `embed_dim` that `heads` does not divide must not wait for the training job to fail)."""

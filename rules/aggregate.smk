@@ -38,6 +38,7 @@ rule learning_curve:
     params:
         metrics="results/{corpus}/{exp}/train/train.jsonl",
         title="{corpus}/{exp}",
+        settings=get_settings_caption,
     script:
         "../workflow/report/learning_curve.py"
 

@@ -461,6 +461,18 @@ def get_run_settings(wildcards):
     return {"corpus": corpus, "tokenizer": e["tokenizer"], "dict": e["dict"], "train": e["train"]}
 
 
+def get_settings_caption(wildcards):
+    """The experiment's main settings, as the report's captions state them."""
+    e = exp(wildcards)
+    t = train_config.resolved_settings(e["train"])
+    return (
+        f"{t['arch']}, {e['tokenizer']['vocab_size']}-piece SentencePiece vocabulary, lr {t['lr']} "
+        f"(warm-up {t['warmup']}), dropout {t['dropout']}, label smoothing {t['label_smoothing']}, "
+        f"{t['batch_size']} tokens x {t['virtual_dp_size']} per update, at most {t['max_steps']} updates, "
+        f"best checkpoint by validation {t['best_metric']}"
+    )
+
+
 def get_launcher(wildcards, resources):
     """Data-parallel training on the job's GPUs: one process per GPU (torchrun), else none.
 

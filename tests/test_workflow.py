@@ -133,7 +133,7 @@ def test_the_report_has_the_results_table_and_the_learning_curves(finished, tmp_
     snakemake(finished, "--report", str(report))
     html = report.read_text()
     assert "summary.html" in html and "validation.svg" in html and "learning_curve.svg" in html
-    assert "Learning curves" in html
+    assert "Learning curves" in html and "transformer_tiny, 400-piece SentencePiece vocabulary, lr 0.003" in html
     page = (finished / "results" / "report" / "all" / "summary.html").read_text()
     assert "toy/de-en" in page and "Test translations" in page and "What each experiment cost" in page
     # what a browser shows: the report renders, the results page's tables have their rows
