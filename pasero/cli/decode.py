@@ -108,8 +108,8 @@ class Translator:
     def run(self, lines: Iterable[str], out: IO[str] | None, buffer_size: int, first_id: int = 0,
             refs: Sequence[str] | None = None, total: int | None = None, name: str | None = None) -> list[str]:
         """Translate `lines` buffer by buffer; returns the translations. With a `name` (an input
-        file of `total` lines), a progress bar on a terminal."""
-        with progress_bar(total, name and Path(name).name, "sent", disable=name is None) as bar:
+        file of `total` lines), a progress bar on a terminal, a progress line every 30 s in a log."""
+        with progress_bar(total, name and Path(name).name, "sent", disable=name is None, log_every=30) as bar:
             return self._run(lines, out, buffer_size, first_id, refs, bar.update)
 
     def _run(self, lines: Iterable[str], out: IO[str] | None, buffer_size: int, first_id: int,
