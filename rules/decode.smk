@@ -1,6 +1,7 @@
 # Translate a test set (the primary `test` or a further one of the corpus's `test_sets`) with the
 # selected model (beam search); {testset}.decode.json records the provenance (checkpoint, steps,
-# parameters, training and decoding time) for scores.json.
+# parameters, training and decoding time) for scores.json. The log also reaches Snakemake's console
+# (tee): decoding says every 30 s where it is.
 
 
 rule decode:
@@ -25,7 +26,7 @@ rule decode:
         options=get_options("decode"),
     shell:
         "OMP_NUM_THREADS={threads} pasero-decode {input.model} -i {input.source} -o {output.hyp}"
-        " --info-out {output.info} {params.options} > {log} 2>&1"
+        " --info-out {output.info} {params.options} > >(tee {log}) 2>&1"
 
 
 # One direction of a multilingual experiment: the same model, told the target language by -t.
@@ -49,4 +50,4 @@ rule decode_direction:
         options=get_options("decode"),
     shell:
         "OMP_NUM_THREADS={threads} pasero-decode {input.model} -s {wildcards.src} -t {wildcards.tgt}"
-        " -i {input.source} -o {output.hyp} --info-out {output.info} {params.options} > {log} 2>&1"
+        " -i {input.source} -o {output.hyp} --info-out {output.info} {params.options} > >(tee {log}) 2>&1"
