@@ -190,7 +190,7 @@ def test_changing_decoding_settings_reruns_only_decoding_and_scoring(copy_of_fin
     path = copy_of_finished
     before = mtimes(path, "train/done", "model.pt", "test.hyp")
     edit_config(path, lambda c: c["defaults"]["decode"].update(beam_size=3))
-    assert planned_jobs(path) == {"decode": 1, "score": 1, "aggregate": 1, "all": 1}
+    assert planned_jobs(path) == {"decode": 1, "score": 1, "aggregate": 1, "results_page": 1, "all": 1}
     snakemake(path)
     after = mtimes(path, "train/done", "model.pt", "test.hyp")
     assert after["train/done"] == before["train/done"] and after["model.pt"] == before["model.pt"]
@@ -202,7 +202,8 @@ def test_changing_decoding_settings_reruns_only_decoding_and_scoring(copy_of_fin
 def test_changing_training_settings_retrains_but_keeps_the_data(copy_of_finished):
     edit_config(copy_of_finished, lambda c: c["defaults"]["train"].update(dropout=0.2))
     assert planned_jobs(copy_of_finished) == {
-        "train": 1, "select": 1, "decode": 1, "score": 1, "learning_curve": 1, "aggregate": 1, "all": 1}
+        "train": 1, "select": 1, "decode": 1, "score": 1, "learning_curve": 1, "aggregate": 1, "results_page": 1,
+        "validation_curves": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -212,7 +213,7 @@ def test_changing_tokenizer_settings_reruns_from_the_tokenizer_and_trains_from_s
     jobs = planned_jobs(path)
     assert "download" not in jobs
     assert jobs == {"tokenizer": 1, "dict": 1, "binarize": 4, "train": 1, "select": 1, "decode": 1, "score": 1,
-                    "learning_curve": 1, "aggregate": 1, "all": 1}
+                    "learning_curve": 1, "aggregate": 1, "results_page": 1, "validation_curves": 1, "all": 1}
     snakemake(path, str(EXP / "train" / "done"))
     log = (path / EXP / "logs" / "train.log").read_text()
     assert "inputs changed" in log and "tokenizer.vocab_size 400 -> 440" in log and "training from scratch" in log
