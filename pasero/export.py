@@ -101,6 +101,7 @@ def export(model_path: str | os.PathLike, fmt: str, output: str | os.PathLike, f
     _check_supported(generator, fmt)
     with _staging(output) as tmp:
         (_write_ctranslate2 if fmt == "ctranslate2" else _write_hf)(generator, tmp)
+        _write_readme(tmp, output.name, generator, fmt)
     logger.info("exported %s to %s (%s)", generator.path, output, fmt)
     return output
 
@@ -272,7 +273,6 @@ def _write_ctranslate2(generator: TextGenerator, out: Path) -> None:
     spec.save(str(out))
     if generator.tokenizer is not None:
         generator.tokenizer.save(out)  # spm.model + settings.yaml: pasero.tokenizer.Tokenizer.load(out)
-    _write_readme(out, generator, "ctranslate2")
 
     translator = ctranslate2.Translator(str(out), device="cpu", intra_threads=1)
     symbols = vocabulary
@@ -334,21 +334,22 @@ def ctranslate2_translate(translator: Any, sources: Sequence[Sequence[str]], opt
     groups: dict[int, list[int]] = {}
     for i, source in enumerate(sources):
         groups.setdefault(len(source) + 1, []).append(i)
-    out: list[list[str]] = [[] for _ in sources]
+    pending = []  # asynchronous: a translator with inter_threads > 1 decodes groups in parallel
     for src_len, indices in groups.items():
         limit = max_length(options, src_len, max_positions)
         if limit == 0:  # pasero forces eos at once: empty translations
             continue
-        results = translator.translate_batch(
+        pending += zip(indices, translator.translate_batch(
             [list(sources[i]) for i in indices],
             target_prefix=[[target_prefix]] * len(indices) if target_prefix else None,
             beam_size=options.beam_size, length_penalty=options.len_penalty, patience=1,
             max_decoding_length=limit, min_decoding_length=min(options.min_len, limit),
             return_end_token=True,  # so that eos counts in the length, as in pasero
-            suppress_sequences=[[CT2_PAD]], max_input_length=max_positions)
-        for i, result in zip(indices, results, strict=True):
-            tokens = result.hypotheses[0]
-            out[i] = tokens[:-1] if tokens and tokens[-1] == "</s>" else tokens
+            suppress_sequences=[[CT2_PAD]], max_input_length=max_positions, asynchronous=True), strict=True)
+    out: list[list[str]] = [[] for _ in sources]
+    for i, result in pending:
+        tokens = result.result().hypotheses[0]
+        out[i] = tokens[:-1] if tokens and tokens[-1] == "</s>" else tokens
     return out
 
 
@@ -372,7 +373,7 @@ def _hf_vocab(generator: TextGenerator) -> dict[str, int]:
 
 
 def _hf_state_dict(model: Transformer) -> dict[str, Tensor]:
-    """Our weights under MarianMTModel's names (tied copies left out: transformers ties them on load)."""
+    """Our weights under MarianMTModel's names; copies that transformers ties on load are left out."""
     cfg = model.cfg
     state: dict[str, Tensor] = {}
     if cfg.shared_embeddings:
@@ -431,8 +432,9 @@ def _write_hf(generator: TextGenerator, out: Path) -> None:
         max_position_embeddings=cfg.max_positions, scale_embedding=cfg.scale_embedding,
         share_encoder_decoder_embeddings=cfg.shared_embeddings, tie_word_embeddings=cfg.tied_output,
         dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, activation_dropout=cfg.activation_dropout,
-        pad_token_id=d.pad_idx, eos_token_id=d.eos_idx, bos_token_id=None, forced_eos_token_id=None,  # see below
-        decoder_start_token_id=d.eos_idx, architectures=["MarianMTModel"])
+        pad_token_id=d.pad_idx, eos_token_id=d.eos_idx, bos_token_id=None, decoder_start_token_id=d.eos_idx,
+        forced_eos_token_id=None,  # Marian's default (0) would force <s>; the generation config forces eos
+        architectures=["MarianMTModel"])
     config.save_pretrained(out)
     options = generator.options
     transformers.GenerationConfig(
@@ -452,7 +454,6 @@ def _write_hf(generator: TextGenerator, out: Path) -> None:
             source_lang=generator.source_lang, target_lang=generator.target_lang,
             model_max_length=cfg.max_positions, clean_up_tokenization_spaces=False)
         tokenizer.save_pretrained(out)
-    _write_readme(out, generator, "hf")
 
     with _quiet(transformers):
         exported = transformers.MarianMTModel.from_pretrained(out).eval()
@@ -513,7 +514,7 @@ def transformers_generate_kwargs(options: SearchOptions, attention_mask: Tensor,
 # -- usage notes written with each export ---------------------------------------------------------
 
 
-def _write_readme(out: Path, generator: TextGenerator, fmt: str) -> None:
+def _write_readme(out: Path, name: str, generator: TextGenerator, fmt: str) -> None:
     """A README.md with the model's provenance and how to translate with it as pasero would."""
     o, cfg = generator.options, generator.model.cfg
     meta = {k: v for k, v in generator.meta.items() if k in ("checkpoint", "step", "params")}
@@ -524,12 +525,13 @@ def _write_readme(out: Path, generator: TextGenerator, fmt: str) -> None:
     if fmt == "ctranslate2":
         prefix = ", target_prefix=[[LANG_TOKEN]]" if generator.lang_code == "decoder" else ""
         lines += ["```python", "import ctranslate2", "from pasero.tokenizer import Tokenizer",
-                  f"tokenizer, translator = Tokenizer.load('{out.name}'), ctranslate2.Translator('{out.name}')",
+                  f"tokenizer, translator = Tokenizer.load('{name}'), ctranslate2.Translator('{name}')",
                   "pieces = [tokenizer.tokenize(line).split() for line in lines]",
                   f"results = translator.translate_batch(pieces{prefix}, beam_size={o.beam_size}, "
                   f"length_penalty={o.len_penalty}, return_end_token=True, suppress_sequences=[['{CT2_PAD}']], "
                   "max_decoding_length=MAX_LEN)",
-                  "text = [tokenizer.detokenize(r.hypotheses[0][:-1]) for r in results]", "```", "",
+                  "text = [tokenizer.detokenize([t for t in r.hypotheses[0] if t != '</s>']) for r in results]",
+                  "```", "",
                   f"MAX_LEN = int({o.max_len_a} * (len(source pieces) + 1) + {o.max_len_b}), at most "
                   f"{cfg.max_positions - 1}: pasero.export.ctranslate2_translate groups sources by length so.",
                   "Without pasero: `sentencepiece` encodes `' ' + ' '.join(line.split())` into the same pieces "
@@ -538,7 +540,7 @@ def _write_readme(out: Path, generator: TextGenerator, fmt: str) -> None:
             lines.append("A multilingual model: start each source with the target language's token, e.g. <lang:en>.")
     else:
         lines += ["```python", "from transformers import pipeline",
-                  f"translate = pipeline('translation', model='{out.name}')",
+                  f"translate = pipeline('translation', model='{name}')",
                   "translate(['A sentence.'])", "```", "",
                   "For pasero's per-sentence maximum length, pass "
                   "`**pasero.export.transformers_generate_kwargs(options, batch.attention_mask, "

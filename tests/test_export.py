@@ -7,27 +7,37 @@ the copy model does not have: pre-LN, shared and untied embeddings, gelu, langua
 
 import dataclasses
 import io
-import os
+import socket
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the exports must load without network
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import pytest
+import torch
+from decoding_models import copy_checkpoint_state, train_reverse_model, word_corpus
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from decoding_models import copy_checkpoint_state, train_reverse_model, word_corpus  # noqa: E402
-
-from pasero import export, search  # noqa: E402
-from pasero.cli.export import export_main  # noqa: E402
-from pasero.generator import TextGenerator  # noqa: E402
-from pasero.search_options import SearchOptions  # noqa: E402
-from pasero.tokenizer import Tokenizer  # noqa: E402
+from pasero import export, search
+from pasero.cli.export import export_main
+from pasero.generator import TextGenerator
+from pasero.search_options import SearchOptions
+from pasero.tokenizer import Tokenizer
 
 ctranslate2 = pytest.importorskip("ctranslate2")
 transformers = pytest.importorskip("transformers")
 
 LINES = word_corpus(40, seed=21) + ["the cat  sat on the green mat and a dog runs quickly under the bridge",
                                     "héllo wörld", "Hello, world!", ""]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline():
+    """Exporting and loading the exports never opens a network connection (HF_HUB_OFFLINE unneeded)."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access in an offline test")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket, "create_connection", refuse)
+        yield
 
 
 def checkpoint(**changes):
@@ -172,15 +182,16 @@ def test_pipeline_translates_with_the_model_s_defaults(generator, hf_dir):
     assert len(kept) > 30 and [got[i] for i in kept] == [expected[i]["detok"] for i in kept]
 
 
-def test_shared_untied_gelu_export_to_both(tmp_path, capsys):
+@pytest.mark.parametrize("scale_embedding", [True, False])
+def test_shared_untied_gelu_export_to_both(tmp_path, capsys, scale_embedding):
     """The copy model's weights read as another architecture: a different model, still the same
     translations in pasero, CTranslate2 and transformers."""
     ckpt = checkpoint()
     state = dict(ckpt["model"])
     state["src_embed.weight"] = state["tgt_embed.weight"]
     state["output_proj.weight"] = state["tgt_embed.weight"].clone()
-    ckpt.update(model=state, model_config={**ckpt["model_config"], "shared_embeddings": True,
-                                           "tied_output": False, "activation": "gelu"})
+    ckpt.update(model=state, model_config={**ckpt["model_config"], "shared_embeddings": True, "tied_output": False,
+                                           "activation": "gelu", "scale_embedding": scale_embedding})
     path = save(ckpt, tmp_path / "variant" / "model.pt")
     generator = TextGenerator.build(path, device="cpu", dtype="float32")
     hf_dir = exported(capsys, path, "hf", tmp_path / "hf")
@@ -245,6 +256,13 @@ def test_errors_are_one_line(model, tmp_path, capsys, monkeypatch):
     no_tokenizer = save(checkpoint(tokenizer=None), tmp_path / "plain" / "model.pt")
     code, err = run(capsys, no_tokenizer, "--format", "hf", "-o", tmp_path / "out")
     assert code == 2 and err.count("\n") == 1 and "tokenizer" in err
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(word_corpus(300, seed=3)) + "\n")
+    cased = Tokenizer.train([corpus], tmp_path / "cased", vocab_size=300, inline_case=True, threads=1)
+    inline_case = save(checkpoint(tokenizer=cased.to_state()), tmp_path / "cased" / "model.pt")
+    code, err = run(capsys, inline_case, "--format", "hf", "-o", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and "inline casing" in err
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if the extra were not installed
     code, err = run(capsys, model, "--format", "hf", "-o", tmp_path / "out")
