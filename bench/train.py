@@ -2,8 +2,9 @@
 
 Measures target tokens per second (padding excluded; what fairseq logs as `wps`) for
 `transformer_small` (fairseq's transformer_iwslt_de_en) on 4096-token batches of random
-IWSLT-like data (10k joint vocabulary, sentence lengths around 25 tokens), on CPU in float32 and,
-when a GPU is present, on CUDA in bfloat16. Usage:
+IWSLT-like data (10k joint vocabulary, sentence lengths around 25 tokens), in the precision that
+`dtype: auto` picks (bf16 on CUDA and on CPUs with AVX512-BF16/AMX, else float32), on CPU and, when a GPU
+is present, on CUDA (with --peak-tflops, the model FLOPs utilization). Usage:
 
     python bench/train.py [--device cpu cuda] [--steps 10] [--arch transformer_small] [--batch-size 4096]
 
@@ -53,27 +54,35 @@ def bench(device: str, arch: str, batch_size: int, steps: int, warmup_steps: int
         arch=arch, dropout=0.3, batch_size=batch_size, device=device, valid_decode=False, best_metric="nll",
         max_steps=steps + warmup_steps, log_interval=10**9, valid_interval=10**9))
     trainer = Trainer(cfg)
-    trainer.setup()
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for _ in range(warmup_steps):
-        trainer.train_step(trainer.iterator.next_step())
-    tokens, seconds = 0.0, 0.0
-    for _ in range(steps):
-        window = trainer._window["ntokens"]
+    try:
         if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        trainer.train_step(trainer.iterator.next_step())  # ends with a host sync (.tolist of the stats)
-        seconds += time.perf_counter() - start
-        tokens += trainer._window["ntokens"] - window
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return dict(device=device, dtype=str(trainer.amp_dtype).replace("torch.", ""), params=trainer.num_params,
-                tokens_per_s=tokens / seconds, seconds_per_step=seconds / steps, peak_mib=peak,
-                threads=torch.get_num_threads())
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(warmup_steps):
+            trainer.train_step(trainer.iterator.next_step())
+        tokens, seconds = 0.0, 0.0
+        for _ in range(steps):
+            counted = trainer._stats.ntokens
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            trainer.train_step(trainer.iterator.next_step())  # ends with a host sync (.tolist of the stats)
+            seconds += time.perf_counter() - start
+            tokens += trainer._stats.ntokens - counted
+        if device == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return dict(device=device, dtype=str(trainer.amp_dtype).replace("torch.", ""), params=trainer.num_params,
+                    tokens_per_s=tokens / seconds, seconds_per_step=seconds / steps, peak_mib=peak,
+                    threads=torch.get_num_threads())
+    finally:
+        trainer.close()
+
+
+def mfu(params: int, tokens_per_s: float, peak_flops: float) -> float:
+    """Model FLOPs utilization: 6 FLOPs per parameter and target token (forward + backward, the usual
+    estimate; attention's sequence-length term is left out, as it is small at IWSLT lengths)."""
+    return 6 * params * tokens_per_s / peak_flops
 
 
 def main() -> int:
@@ -84,6 +93,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=10, help="timed updates")
     p.add_argument("--warmup-steps", type=int, default=3, help="untimed updates first (allocator, kernels)")
     p.add_argument("--train-size", type=int, default=5000, help="random training pairs")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the accelerator's dense bf16 peak (e.g. 989 for an H100/H200 SXM): prints the MFU")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +108,9 @@ def main() -> int:
             r = bench(device, args.arch, args.batch_size, args.steps, args.warmup_steps, root)
             print(f"{r['device']:6} {r['dtype']:8} {r['params']:>11,} {r['tokens_per_s']:>10.0f} "
                   f"{r['seconds_per_step']:>7.3f} {r['peak_mib']:>9.0f} {r['threads']}", flush=True)
+            if device == "cuda" and args.peak_tflops:
+                print(f"MFU {100 * mfu(r['params'], r['tokens_per_s'], args.peak_tflops * 1e12):.1f}% "
+                      f"(6 x params x tokens/s / {args.peak_tflops:g} TFLOPS)", flush=True)
     return 0
 
 
