@@ -97,12 +97,12 @@ def extra_scores(scores: dict[str, Any], path: Path) -> dict[str, Any]:
     return row
 
 
-def read_scores(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_scores(path: str | os.PathLike, scores: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The table rows of a scores.json file (names come from its folder when it does not say): one
     for a language pair; for a multilingual experiment, one per direction (`{name}/{src}-{tgt}`) and
     one per average (`{name}/avg trained`, `avg x-en`, `avg en-x`, `avg zero_shot`)."""
     path = Path(path)
-    scores = load_scores(path)
+    scores = load_scores(path) if scores is None else scores  # (already read by the caller)
     corpus, pair, variant = names_from_path(path)
     train_seconds = scores.get("train_seconds")
     model = {
@@ -179,11 +179,11 @@ def _metrics(scores: dict[str, Any], path: Path) -> dict[str, Any]:
     }
 
 
-def _covered(files: Sequence[Path]) -> set[Path]:
+def _covered(loaded: dict[Path, dict[str, Any]]) -> set[Path]:
     """The direction files ({name}/{src}-{tgt}/scores.json) of the multilingual experiments among
-    `files`: their rows come from the experiment's own scores.json."""
-    experiments = {f.parent for f in files if isinstance(load_scores(f).get("directions"), dict)}
-    return {f for f in files if f.parent.parent in experiments}
+    `loaded` ({path: scores}): their rows come from the experiment's own scores.json."""
+    experiments = {f.parent for f, scores in loaded.items() if isinstance(scores.get("directions"), dict)}
+    return {f for f in loaded if f.parent.parent in experiments}
 
 
 def layout(columns: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -214,8 +214,9 @@ def summary(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     files = find_scores(paths)
     if not files:
         raise DataError(f"no {SCORES_FILE} found in {', '.join(map(str, paths))}: score an experiment first")
-    covered = _covered(files)
-    rows = [row for f in files if f not in covered for row in read_scores(f)]
+    loaded = {f: load_scores(f) for f in files}  # each file read once
+    covered = _covered(loaded)
+    rows = [row for f, scores in loaded.items() if f not in covered for row in read_scores(f, scores)]
     rows += seed_means(rows)
     add_setting_columns(rows)
     for row in rows:

@@ -350,10 +350,9 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
     else:
         picks = _picks_by_language(paths, counts, size or total, temperature, rng)
     picks = [_scatter(times, k) for times, k in zip(picks, kept, strict=True)]
-    ends = np.cumsum([path.stat().st_size for path in paths])  # the bar counts bytes read
-    with progress_bar(int(ends[-1]) if paths else 0, "tokenizer sample", "B", unit_scale=True) as bar:
-        for path, times, end in zip(paths, picks, ends, strict=True):
-            start = int(end) - path.stat().st_size
+    sizes = [path.stat().st_size for path in paths]  # the bar counts bytes read
+    with progress_bar(sum(sizes), "tokenizer sample", "B", unit_scale=True) as bar:
+        for path, times, start, size in zip(paths, picks, itertools.accumulate([0, *sizes]), sizes, strict=False):
             with open(path, "rb") as f:
                 for lineno, raw in enumerate(f, 1):
                     repeat = 1 if times is None else int(times[lineno - 1])
@@ -363,7 +362,7 @@ def _sample_lines(inputs: Sequence[str | Path], size: int, seed: int, temperatur
                             yield line
                     if lineno % 10000 == 0:
                         bar.update(start + f.tell() - bar.n)
-            bar.update(int(end) - bar.n)
+            bar.update(start + size - bar.n)
 
 
 def _new_lines(paths: list[Path]) -> list[np.ndarray | None]:
