@@ -58,9 +58,9 @@ from pasero.errors import CheckpointError, DataError, LockedError, TrainingError
 from pasero.files import LogFile, atomic_output, file_lock
 from pasero.model import Transformer
 from pasero.optim import InverseSqrtSchedule, build_optimizer
-from pasero.tensorboard_log import TensorBoardLog
 from pasero.tokenizer import Tokenizer, lang_token
 from pasero.train_config import RESUMABLE_FIELDS, TrainConfig, format_duration, save_config
+from pasero.train_log import RunLog, clock_time, eta
 from pasero.train_state import TrainState, UpdateStats
 
 logger = logging.getLogger(__name__)
@@ -70,12 +70,6 @@ MAX_NONFINITE_UPDATES = 10  # consecutive non-finite updates before training giv
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 TRAINING_ONLY_FIELDS = ("dropout", "attention_dropout", "activation_dropout")
 RUN_FILES = ("checkpoint*.pt", ".checkpoint*.tmp", "train.jsonl", "train.log", "config.yaml", "inference.yaml")
-
-
-def _clock_time(seconds: float) -> str:
-    """H:MM:SS, hours unbounded (a 5-day run reads 120:00:00)."""
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def _short(value: float | None) -> str:
@@ -98,10 +92,9 @@ class Trainer:
         self.clock: Callable[[], float] = time.monotonic
         self._clock_start: float | None = None
         self._stats = UpdateStats()
-        self._last_log: tuple[float, int] | None = None  # (clock, step) of the last training log line: the ETA's rate
         self.valid_by_direction: dict[str, dict[str, float]] = {}  # the last validation's metrics
         self._log_file: LogFile | None = None
-        self._tensorboard = TensorBoardLog(self.model_dir / "tensorboard") if cfg.tensorboard else None
+        self.run_log = RunLog(self.model_dir, cfg.tensorboard)
         self._lock = contextlib.ExitStack()
         try:
             self._setup(reset, reset_if_changed)
@@ -307,8 +300,7 @@ class Trainer:
 
     def close(self) -> None:
         """Release the log file, the process group and the model folder's lock (idempotent)."""
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        self.run_log.close()
         if self._log_file is not None:
             logging.getLogger("pasero").removeHandler(self._log_file)
             self._log_file.close()
@@ -361,7 +353,7 @@ class Trainer:
     def train(self) -> int:
         self._check_time()  # before the clock starts: only the budget spent by earlier runs counts
         self._clock_start = self.clock()
-        self._last_log = (self._clock_start, self.state.step)
+        self.run_log.start(self._clock_start, self.state.step)
         if self.finished():
             if self.state.validations.last_step() != self.state.step:  # a signal came at the last update
                 self.validate_and_save()
@@ -469,38 +461,19 @@ class Trainer:
                "loss": base2(w.loss, w.ntokens), "nll": base2(w.nll, w.ntokens), "ppl": perplexity(w.nll, w.ntokens),
                "lr": w.lr, "tokens_per_s": w.ntokens / max(w.seconds, 1e-9), "gnorm": w.gnorm / w.updates,
                "ntokens": w.ntokens / w.updates, "elapsed": self.state.train_seconds}
-        rate = self._updates_per_second()
+        rate = self.run_log.rate(self.clock(), self.state.step)
         row["updates_per_s"] = rate
+        budget_left = None if self.cfg.max_time is None else self.cfg.max_time - self.wall_seconds()
         logger.info("step %d/%d (%.0f%%) | epoch %d | loss %.3f | nll %.3f | ppl %.2f | lr %.3g | %.0f tok/s | "
                     "%s upd/s | gnorm %.3f | %s | ETA %s", row["step"], self.cfg.max_steps,
                     100 * row["step"] / self.cfg.max_steps, row["epoch"], row["loss"], row["nll"], row["ppl"],
                     row["lr"], row["tokens_per_s"], "-" if rate is None else f"{rate:.2f}", row["gnorm"],
-                    _clock_time(row["elapsed"]), self._eta(rate))
+                    clock_time(row["elapsed"]), eta(rate, self.cfg.max_steps - self.state.step, budget_left))
         self._write_row(row)
-
-    def _updates_per_second(self) -> float | None:
-        """Updates per wall-clock second since the last log line: validation and saving included, so
-        that the ETA holds."""
-        now, last = self.clock(), self._last_log
-        self._last_log = (now, self.state.step)
-        if last is None or now <= last[0] or self.state.step <= last[1]:
-            return None
-        return (self.state.step - last[1]) / (now - last[0])
-
-    def _eta(self, rate: float | None) -> str:
-        """Time left until max_steps at the current rate, or until the time budget if that is sooner."""
-        left = None if not rate else (self.cfg.max_steps - self.state.step) / rate
-        if self.cfg.max_time is not None:
-            budget = max(0.0, self.cfg.max_time - self.wall_seconds())
-            left = budget if left is None else min(left, budget)
-        return "?" if left is None else _clock_time(left)
 
     def _write_row(self, row: dict[str, Any]) -> None:
         if self.dist.is_master:
-            with open(self.model_dir / "train.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            if self._tensorboard is not None:
-                self._tensorboard.write(row)
+            self.run_log.write(row)
 
     # Validation and checkpoints ----------------------------------------------------------------
 
