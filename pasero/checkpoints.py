@@ -31,7 +31,7 @@ from pasero.errors import CheckpointError
 from pasero.files import atomic_output, atomic_path
 from pasero.metrics import lower_is_better
 from pasero.model import Transformer
-from pasero.model_config import TransformerConfig
+from pasero.model_config import CONFIG_DEFAULTS, TransformerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def changed_inputs(ckpt: dict[str, Any], train_config: dict[str, Any], resumable
     """What determines the weights and differs between the run that wrote `ckpt` and the current
     inputs (resolved training config but its `resumable` options, dictionary symbols, tokenizer
     state, training data fingerprint); [] when resuming would compute what a fresh run computes."""
-    saved = ckpt.get("train_config") or {}
+    saved = {**CONFIG_DEFAULTS, **(ckpt.get("train_config") or {})}  # model options added since count as defaults
     changes = [f"{key} {saved.get(key)} -> {train_config.get(key)}"
                for key in sorted((set(saved) | set(train_config)) - resumable)
                if saved.get(key) != train_config.get(key)]
@@ -300,8 +300,9 @@ def build_model(ckpt: dict[str, Any]) -> Transformer:
         cfg = TransformerConfig(**ckpt["model_config"])
     except TypeError as e:
         raise CheckpointError(f"checkpoint model config is incompatible with this pasero version ({e})") from None
-    size = len(ckpt["dictionary"])
-    model = Transformer(cfg, size, size)
+    tgt_size = len(ckpt["dictionary"])
+    src_size = len(ckpt.get("source_dictionary") or ckpt["dictionary"])  # separate only in imported models
+    model = Transformer(cfg, src_size, tgt_size)
     model.load_state_dict(ckpt["model"])
     return model
 

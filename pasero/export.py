@@ -124,6 +124,9 @@ def _check_supported(generator: TextGenerator, fmt: str) -> None:
     if cfg.normalize_before:
         raise ConfigError(f"{where}: transformers' Marian is post-LN only and this model is pre-LN "
                           "(normalize_before): export it with --format ctranslate2")
+    if generator.source_dictionary != generator.dictionary:
+        raise ConfigError(f"{where}: the model has separate source and target dictionaries, which this export's "
+                          "Marian tokenizer does not handle: export it with --format ctranslate2")
     if tokenizer is None:
         raise ConfigError(f"{where}: the model has no SentencePiece tokenizer, which --format hf needs")
     if tokenizer.inline_case or tokenizer.settings.nfkc:
@@ -194,7 +197,7 @@ def _plain_sentencepiece(generator: TextGenerator) -> bytes:
 def _probes(generator: TextGenerator) -> list[tuple[list[int], list[int]]]:
     """(source ids, target ids) pairs to compare an export with: sources made of unambiguous
     dictionary entries, targets the model's own greedy translations (eos included)."""
-    d = generator.dictionary
+    d = generator.source_dictionary
     counts = Counter(d.symbols)
     ids = [i for i, s in enumerate(d.symbols) if i >= len(SPECIALS) and counts[s] == 1]
     if generator.lang_code == "source":
@@ -261,8 +264,9 @@ def _write_ctranslate2(generator: TextGenerator, out: Path) -> None:
         _ct2_attention(layer_spec.self_attention, layer.self_attn, layer.self_res.norm, fused=True)
         _ct2_attention(layer_spec.attention, layer.cross_attn, layer.cross_res.norm, fused=False)
         _ct2_ffn(layer_spec.ffn, layer.ffn, layer.ffn_res.norm)
-    vocabulary = [CT2_PAD if s == "<pad>" else s for s in generator.dictionary.symbols]
-    spec.register_source_vocabulary(vocabulary)
+    source_vocabulary, vocabulary = ([CT2_PAD if s == "<pad>" else s for s in d.symbols]
+                                     for d in (generator.source_dictionary, generator.dictionary))
+    spec.register_source_vocabulary(source_vocabulary)
     spec.register_target_vocabulary(vocabulary)
     spec.config.add_source_eos = True
     spec.config.layer_norm_epsilon = model.encoder_layers[0].attn_res.norm.eps
@@ -279,7 +283,7 @@ def _write_ctranslate2(generator: TextGenerator, out: Path) -> None:
 
     def score(source: list[int], target: list[int]) -> list[float]:
         start = [symbols[generator._lang_id]] if generator.lang_code == "decoder" else []  # else </s>, implied
-        result = translator.score_batch([[symbols[i] for i in source[:-1]]],
+        result = translator.score_batch([[source_vocabulary[i] for i in source[:-1]]],
                                         [start + [symbols[i] for i in target[:-1]]])[0]
         return result.log_probs
 

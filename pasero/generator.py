@@ -60,10 +60,14 @@ def check_finite(model: torch.nn.Module, path: Path) -> None:
 class TextGenerator:
     def __init__(self, model: Transformer, dictionary: Dictionary, tokenizer: Tokenizer | None,
                  options: SearchOptions, path: Path | None = None, inference: dict[str, Any] | None = None,
-                 meta: dict[str, Any] | None = None, batch_size: int = DecodeOptions.batch_size):
+                 meta: dict[str, Any] | None = None, batch_size: int = DecodeOptions.batch_size,
+                 source_dictionary: Dictionary | None = None):
         """Prefer `build`; `inference` holds the model's language codes and BLEU tokenization,
-        `meta` its provenance (training steps, time...); `batch_size` counts source tokens."""
+        `meta` its provenance (training steps, time...); `batch_size` counts source tokens.
+        `dictionary` is the target side's, and the source side's too unless `source_dictionary` is given
+        (models imported from fairseq with separate dictionaries)."""
         self.model, self.dictionary, self.tokenizer, self.options = model, dictionary, tokenizer, options
+        self.source_dictionary = source_dictionary or dictionary
         self.batch_size = batch_size
         self.path, self._meta = path, dict(meta or {})
         self.device = next(model.parameters()).device
@@ -74,7 +78,7 @@ class TextGenerator:
         self.lang_pairs = inference.get("lang_pairs")  # the directions of a multilingual model
         self._lang_id = self._target_code() if self.lang_code != "none" else None
         # SentencePiece id -> dictionary id, to encode whole batches without going through strings.
-        self._piece_ids = (np.array([dictionary.index(p) for p in tokenizer.pieces], dtype=np.int64)
+        self._piece_ids = (np.array([self.source_dictionary.index(p) for p in tokenizer.pieces], dtype=np.int64)
                            if tokenizer is not None else None)
 
     def _target_code(self) -> int:
@@ -111,9 +115,13 @@ class TextGenerator:
             logger.warning("dtype %s ignored on %s: decoding in float32", dtype, torch_device)
         model = model.to(torch_dtype).eval()
         dictionary = Dictionary.from_symbols(ckpt["dictionary"])
-        if len(dictionary) != model.tgt_embed.num_embeddings:
-            raise CheckpointError(f"{path}: dictionary of {len(dictionary)} symbols does not match the model "
-                                  f"({model.tgt_embed.num_embeddings})")
+        separate = ckpt.get("source_dictionary")  # models imported from fairseq
+        source_dictionary = Dictionary.from_symbols(separate) if separate else None
+        for side, d, embed in (("target", dictionary, model.tgt_embed),
+                               ("source", source_dictionary or dictionary, model.src_embed)):
+            if len(d) != embed.num_embeddings:
+                raise CheckpointError(f"{path}: {side} dictionary of {len(d)} symbols does not match the model "
+                                      f"({embed.num_embeddings})")
         tokenizer = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
         inference = model_defaults(ckpt, path)
         inference.update({k: v for k, v in (("source_lang", source_lang), ("target_lang", target_lang)) if v})
@@ -124,7 +132,7 @@ class TextGenerator:
         meta = {**(ckpt.get("meta") or {}), **({"step": ckpt["step"]} if "step" in ckpt else {}),
                 "training": experiment_settings(ckpt.get("train_config") or {})}
         return cls(model, dictionary, tokenizer, search_options, path, inference, meta,  # the rest of ckpt is freed
-                   batch_size)
+                   batch_size, source_dictionary)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -143,10 +151,11 @@ class TextGenerator:
     def encode(self, lines: Sequence[str]) -> list[np.ndarray]:
         """Dictionary ids of each line, eos appended, cut to the model's maximum source length."""
         if self.tokenizer is not None:
-            encoded = [np.append(self._piece_ids[ids], self.dictionary.eos_idx) if ids else
-                       np.array([self.dictionary.eos_idx]) for ids in self.tokenizer.encode_batch(list(lines))]
+            eos = self.source_dictionary.eos_idx
+            encoded = [np.append(self._piece_ids[ids], eos) if ids else np.array([eos])
+                       for ids in self.tokenizer.encode_batch(list(lines))]
         else:
-            encoded = [self.dictionary.encode(line) for line in lines]
+            encoded = [self.source_dictionary.encode(line) for line in lines]
         if self.lang_code == "source":  # the target language's code starts the source (Pasero)
             encoded = [np.concatenate([[self._lang_id], ids]) for ids in encoded]
         limit = self.model.cfg.max_positions

@@ -181,7 +181,8 @@ class Transformer(nn.Module):
         self.src_embed = self._embedding(src_vocab_size)
         self.tgt_embed = self.src_embed if cfg.shared_embeddings else self._embedding(tgt_vocab_size)
         self.embed_scale = math.sqrt(cfg.embed_dim) if cfg.scale_embedding else 1.0
-        self.register_buffer("positions", sinusoidal_table(cfg.max_positions, cfg.embed_dim), persistent=False)
+        table = sinusoidal_table(cfg.position_offset + cfg.max_positions, cfg.embed_dim)[cfg.position_offset:]
+        self.register_buffer("positions", table, persistent=False)  # (max_positions, D)
         self.dropout = Dropout(cfg.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))

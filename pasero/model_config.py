@@ -32,6 +32,8 @@ class TransformerConfig:
     tied_output: bool = option(True, "output projection = target embedding matrix")
     max_positions: int = option(1024, "longest sentence the position table covers (tokens)", gt=0)
     scale_embedding: bool = option(True, "multiply embeddings by sqrt(embed_dim)")
+    position_offset: int = option(0, "row of the sinusoidal position table that the first token gets (fairseq's "
+                                  "models: padding_idx + 1 = 2; set by pasero-import-fairseq)", min=0)
 
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -46,6 +48,8 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 
 DEFAULT_ARCH = "transformer_small"
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TransformerConfig))
+# What a checkpoint written before a field existed means by its absence.
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TransformerConfig)}
 
 
 def build_config(arch: str, **overrides: Any) -> TransformerConfig:

@@ -57,6 +57,7 @@ from pasero.dictionary import Dictionary
 from pasero.errors import CheckpointError, DataError, LockedError, TrainingError
 from pasero.files import LogFile, atomic_output, file_lock
 from pasero.model import Transformer
+from pasero.model_config import CONFIG_DEFAULTS
 from pasero.optim import InverseSqrtSchedule, build_optimizer
 from pasero.tokenizer import Tokenizer, lang_token
 from pasero.train_config import RESUMABLE_FIELDS, TrainConfig, format_duration, save_config
@@ -250,12 +251,16 @@ class Trainer:
     def _load_continue(self) -> tuple[dict[str, Any], Path]:
         path = checkpoints.resolve_model_path(self.cfg.continue_from)
         logger.info("initializing the model from %s", path)
-        return checkpoints.load_checkpoint(path), path
+        ckpt = checkpoints.load_checkpoint(path)
+        if ckpt.get("source_dictionary"):
+            raise CheckpointError(f"{path} has separate source and target dictionaries (a model imported from "
+                                  "fairseq); training uses one joint dictionary, so continue_from cannot start from it")
+        return ckpt, path
 
     def _check_model_config(self, ckpt: dict[str, Any], path: Path) -> None:
         saved, now = ckpt.get("model_config", {}), dataclasses.asdict(self.model_config)
         diff = [f"{k}: {saved.get(k)} vs {v}" for k, v in now.items()
-                if saved.get(k) != v and k not in TRAINING_ONLY_FIELDS]
+                if saved.get(k, CONFIG_DEFAULTS[k]) != v and k not in TRAINING_ONLY_FIELDS]
         if diff:
             raise CheckpointError(f"{path} is a different model ({'; '.join(diff)} in the checkpoint vs the config); "
                                   f"use --reset or another model_dir")
