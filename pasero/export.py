@@ -15,8 +15,9 @@ would need Moses + BPE instead of SentencePiece and offsets positions by padding
 (pre-LN only) offsets them too. Marian has no pre-LN: pre-LN models go to CTranslate2 only.
 
 Conventions (pasero -> runtime):
-- positions: pasero's sinusoidal table (fairseq's frequencies, sin half then cos half) indexed from 0
-  for the first token, not from padding_idx + 1 as in fairseq. Both runtimes store the table itself:
+- positions: pasero's sinusoidal table (fairseq's frequencies, sin half then cos half) from row
+  `position_offset` for the first token: 0, or padding_idx + 1 as in fairseq for models imported from
+  fairseq. Both runtimes store the table itself (its rows from that offset):
   CTranslate2's position encodings, Marian's `embed_positions` weights (Marian computes its own table
   with other frequencies, so a model re-saved by transformers' `save_pretrained`, which drops them,
   translates differently: re-export it from pasero instead).
