@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pasero import export, toy
+from pasero import export, export_ct2, export_hf, toy
 from pasero.batching import make_batches
 from pasero.dictionary import SPECIALS, Dictionary
 from pasero.generator import TextGenerator
@@ -95,7 +95,7 @@ def pasero_run(generator: TextGenerator, encoded: list[np.ndarray], options) -> 
 
 def ct2_run(translator, generator: TextGenerator, encoded: list[np.ndarray], options) -> list[list[str]]:
     sources = [generator.dictionary.decode(ids).split() for ids in encoded]
-    return export.ctranslate2_translate(translator, sources, options, generator.model.cfg.max_positions)
+    return export_ct2.ctranslate2_translate(translator, sources, options, generator.model.cfg.max_positions)
 
 
 def hf_run(model, generator: TextGenerator, encoded: list[np.ndarray], options) -> list[list[str]]:
@@ -106,7 +106,7 @@ def hf_run(model, generator: TextGenerator, encoded: list[np.ndarray], options) 
         for row, i in enumerate(batch):
             ids[row, :sizes[i]] = torch.as_tensor(encoded[i])
         mask = ids.ne(generator.dictionary.pad_idx).long()
-        kwargs = export.transformers_generate_kwargs(options, mask, generator.model.cfg.max_positions)
+        kwargs = export_hf.transformers_generate_kwargs(options, mask, generator.model.cfg.max_positions)
         with torch.no_grad():
             generated = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         for row, i in enumerate(batch):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from decoding_models import copy_checkpoint_state, train_reverse_model, word_corpus
 
-from pasero import export, search
+from pasero import export, export_ct2, export_hf, search
 from pasero.cli.export import export_main
 from pasero.generator import TextGenerator
 from pasero.search_options import SearchOptions
@@ -104,7 +104,7 @@ def hf_translate(hf_dir, lines, options, generator, prefix=""):
     batch = tokenizer([prefix + line for line in lines], return_tensors="pt", padding=True)
     for ids, mask, line in zip(batch.input_ids, batch.attention_mask, lines, strict=True):
         assert ids[mask.bool()].tolist() == generator.encode([line])[0].tolist()
-    kwargs = export.transformers_generate_kwargs(options, batch.attention_mask, generator.model.cfg.max_positions)
+    kwargs = export_hf.transformers_generate_kwargs(options, batch.attention_mask, generator.model.cfg.max_positions)
     with torch.no_grad():
         out = model.generate(**batch, **kwargs)
     return tokenizer.batch_decode(out, skip_special_tokens=True)
@@ -120,7 +120,7 @@ def test_ctranslate2_gives_pasero_s_tokens(generator, ct2_dir, beam):
     sources = [tokenizer.tokenize(line).split() for line in LINES]
     assert sources == [generator.tokenize(line).split() for line in LINES]
     options = dataclasses.replace(generator.options, beam_size=beam)
-    got = export.ctranslate2_translate(translator, sources, options, generator.model.cfg.max_positions)
+    got = export_ct2.ctranslate2_translate(translator, sources, options, generator.model.cfg.max_positions)
     expected = pasero_outputs(generator, LINES, beam_size=beam)
     assert LINES[-1] == "" and got.pop() == []  # CTranslate2 does not translate an empty input
     expected.pop()
@@ -146,7 +146,7 @@ def test_ctranslate2_pre_ln_shared_untied_gelu_unscaled(tmp_path, capsys):
         options = SearchOptions(beam_size=beam)
         hyps = search.generate(model, [s + [2] for s in sources], options)
         expected = [[symbols[i] for i in h[0].tokens.tolist()[:-1]] for h in hyps]
-        got = export.ctranslate2_translate(translator, [[symbols[i] for i in s] for s in sources], options,
+        got = export_ct2.ctranslate2_translate(translator, [[symbols[i] for i in s] for s in sources], options,
                                            model.cfg.max_positions)
         assert got == expected
     code, err = run(capsys, path, "--format", "hf", "-o", tmp_path / "hf")
@@ -202,7 +202,7 @@ def test_shared_untied_gelu_export_to_both(tmp_path, capsys, scale_embedding):
         options = dataclasses.replace(generator.options, beam_size=beam)
         expected = pasero_outputs(generator, lines, beam_size=beam)
         assert hf_translate(hf_dir, lines, options, generator) == [hyp["detok"] for hyp in expected]
-    got = export.ctranslate2_translate(translator, [generator.tokenize(line).split() for line in lines],
+    got = export_ct2.ctranslate2_translate(translator, [generator.tokenize(line).split() for line in lines],
                                        dataclasses.replace(generator.options, beam_size=1),
                                        generator.model.cfg.max_positions)
     assert got == [hyp["tokens"] for hyp in pasero_outputs(generator, lines, beam_size=1)]
@@ -232,7 +232,7 @@ def test_language_codes(tmp_path, capsys):
     generator = TextGenerator.build(path, device="cpu", dtype="float32")
     ct2_dir = exported(capsys, path, "ctranslate2", tmp_path / "ct2")
     translator = ctranslate2.Translator(str(ct2_dir), intra_threads=1)
-    got = export.ctranslate2_translate(translator, [generator.tokenize(line).split() for line in lines],
+    got = export_ct2.ctranslate2_translate(translator, [generator.tokenize(line).split() for line in lines],
                                        dataclasses.replace(generator.options, beam_size=1),
                                        generator.model.cfg.max_positions, target_prefix="<lang:en>")
     assert got == [hyp["tokens"] for hyp in pasero_outputs(generator, lines, beam_size=1)]

@@ -328,7 +328,7 @@ def test_sentencepiece_model_makes_it_translate_raw_text(tmp_path):
 
 def test_ctranslate2_export_of_separate_dictionaries(tmp_path):
     ctranslate2 = pytest.importorskip("ctranslate2")
-    from pasero import export
+    from pasero import export, export_ct2
 
     path, data, _ = make_fairseq(tmp_path, fairseq_args())
     import_fairseq(path, data, tmp_path / "model.pt")
@@ -338,7 +338,7 @@ def test_ctranslate2_export_of_separate_dictionaries(tmp_path):
     sources = [[src_dict[i] for i in s[:-1]] for s in SOURCES]
     options = SearchOptions(beam_size=1, max_len_a=0, max_len_b=6)
     translator = ctranslate2.Translator(str(tmp_path / "ct2"), intra_threads=1)
-    got = export.ctranslate2_translate(translator, sources, options, generator.model.cfg.max_positions)
+    got = export_ct2.ctranslate2_translate(translator, sources, options, generator.model.cfg.max_positions)
     expected = generator.decode([" ".join(s) for s in sources], beam_size=1, max_len_a=0, max_len_b=6)
     assert got == [h[0]["tokens"] for h in expected]
     with pytest.raises(ConfigError, match="separate source and target dictionaries.*--format ctranslate2"):

@@ -20,7 +20,8 @@ ctranslate2: a CTranslate2 model folder (ctranslate2.Translator), with the model
 tokenizer (pasero.tokenizer.Tokenizer.load). hf: a Hugging Face transformers MarianMTModel folder
 (AutoModelForSeq2SeqLM / AutoTokenizer.from_pretrained). Both translate as pasero does; the export is
 checked against the model before it is written, and what a format cannot reproduce is refused.
-Needs the optional dependencies: pip install -e '.[export]'. See pasero/export.py for the conventions.
+Needs the optional dependencies: pip install -e '.[export]'. See pasero/export.py (and export_ct2.py,
+export_hf.py) for the conventions.
 """
 
 
