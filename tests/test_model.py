@@ -71,3 +71,23 @@ def test_shared_and_tied_embeddings():
     assert model.src_embed is model.tgt_embed
     untied = Transformer(build_config("transformer_tiny", tied_output=False), 64, 64)
     assert untied.num_parameters() > model.num_parameters()
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["padding-mask", "causal"])
+def test_cpu_attention_equals_scaled_dot_product_attention(causal):
+    """The CPU path (matmul, softmax, matmul) computes what the GPU path (SDPA) computes, gradients included."""
+    from pasero.model import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(32, 4, dropout=0.0)
+    x = torch.randn(3, 6, 32, requires_grad=True)
+    kv = attention.project_kv(x)
+    mask = None if causal else torch.ones(3, 1, 1, 6, dtype=torch.bool).index_fill(3, torch.tensor([4, 5]), False)
+    ours, _ = attention(x, kv[:, 0], kv[:, 1], mask, causal=causal)
+    q = attention.q_proj(x).view(3, 6, 4, 8).transpose(1, 2)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(q, kv[:, 0], kv[:, 1], attn_mask=mask, is_causal=causal)
+    expected = attention.out_proj(sdpa.transpose(1, 2).reshape(3, 6, 32))
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    ours_grad, = torch.autograd.grad(ours.square().sum(), x, retain_graph=True)
+    expected_grad, = torch.autograd.grad(expected.square().sum(), x)
+    torch.testing.assert_close(ours_grad, expected_grad, atol=1e-4, rtol=1e-4)
