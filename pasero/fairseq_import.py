@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import os
 import pickle
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,6 +52,11 @@ FAIRSEQ_GENERATE = {"beam_size": 5, "nbest": 1, "len_penalty": 1.0, "max_len_a":
 UNSUPPORTED = ("encoder_learned_pos", "decoder_learned_pos", "layernorm_embedding", "no_token_positional_embeddings",
                "adaptive_softmax_cutoff", "cross_self_attention", "no_decoder_final_norm", "adaptive_input",
                "tie_adaptive_weights", "encoder_layers_to_keep", "decoder_layers_to_keep")
+# State-dict entries that hold no weights: versions and the sinusoidal tables' placeholders.
+IGNORED = ("version", "_float_tensor")
+# fairseq 0.12's encoder layers also hold copies of their weights for PyTorch's BetterTransformer
+# (zeros until an inference load fills them), under the layer's own names: the weights are the others.
+BETTER_TRANSFORMER = re.compile(r"encoder\.layers\.\d+\.(in_proj|out_proj|fc1|fc2)_(weight|bias)")
 
 
 # Reading -----------------------------------------------------------------------------------------
@@ -167,8 +173,7 @@ class _Weights:
         return key in self.state
 
     def leftover(self) -> list[str]:
-        ignored = ("version", "_float_tensor")
-        return sorted(k for k in self.state if not k.endswith(ignored))
+        return sorted(k for k in self.state if not k.endswith(IGNORED) and not BETTER_TRANSFORMER.fullmatch(k))
 
 
 def _attention(w: _Weights, src: str, dst: str) -> dict[str, Tensor]:

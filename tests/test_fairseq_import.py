@@ -83,6 +83,10 @@ def fairseq_state(args, src_vocab, tgt_vocab, seed=0, in_proj=False):
             if side == "decoder":
                 _attention(state, f"{p}.encoder_attn", d, g, in_proj)
                 _norm(state, f"{p}.encoder_attn_layer_norm", d, g)
+            if side == "encoder":  # fairseq 0.12's BetterTransformer copies (zeros in a training checkpoint)
+                for name, shape in (("in_proj", (3 * d, d)), ("out_proj", (d, d)), ("fc1", (ffn, d)),
+                                    ("fc2", (d, ffn))):
+                    state[f"{p}.{name}_weight"], state[f"{p}.{name}_bias"] = torch.zeros(shape), torch.zeros(shape[0])
             _linear(state, f"{p}.fc1", ffn, d, g)
             _linear(state, f"{p}.fc2", d, ffn, g)
             _norm(state, f"{p}.final_layer_norm", d, g)
@@ -292,7 +296,7 @@ def test_greedy_and_beam_search_on_an_imported_model(tmp_path):
 
     (tmp_path / "in.de").write_text("\n".join(lines) + "\n")
     assert decode_main([str(tmp_path / "model.pt"), "-i", str(tmp_path / "in.de"), "-o", str(tmp_path / "out.en"),
-                        "--max-len-b", "6"]) == 0
+                        "--max-len-b", "6", "--dtype", "float32"]) == 0
     beam = generator.decode(lines, max_len_a=0, max_len_b=6)
     assert (tmp_path / "out.en").read_text().splitlines() == [h[0]["detok"] for h in beam]
 
