@@ -6,12 +6,23 @@
 #
 #   bash bench/gpu.sh                  # PEAK_TFLOPS=989 (H100/H200 SXM dense bf16) for the MFU
 #
-# Installs nothing but from PyPI: a virtual environment with torch==2.13.0 (PyPI's CUDA build) and
-# pasero, unless the current python already has a CUDA torch.
+# Where python3 already has a CUDA torch (the lent GPU machines: PyTorch, sentencepiece, sacrebleu,
+# tensorboard and the rest of pasero's inference and training imports are there, and no network),
+# pasero runs from this checkout as it is (PYTHONPATH), with any wheels carried in .whl/ installed
+# first. Elsewhere it installs from PyPI: a virtual environment with torch==2.13.0 (PyPI's CUDA
+# build) and pasero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    if [ -d .whl ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/pasero-site .whl/*.whl
+        export PYTHONPATH=/tmp/pasero-site
+    fi
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    python3 -c "import pasero.training, pasero.generator" || {
+        echo "gpu.sh: a module pasero needs is missing here; carry its wheel in .whl/" >&2; exit 2; }
+else
     venv="${GPU_VENV:-/tmp/pasero-gpu-venv}"
     python3 -m venv "$venv"
     . "$venv/bin/activate"

@@ -24,7 +24,6 @@ from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.metrics.bleu import _TOKENIZERS as BLEU_TOKENIZERS
-from sacremoses import MosesDetokenizer, MosesTokenizer
 
 from pasero import language_id
 from pasero.errors import ConfigError, DataError
@@ -64,6 +63,8 @@ def _moses_tokenizer(lang: str) -> Callable[[str], str]:
     prepare-iwslt14.sh does (tokenizer.perl, then lowercase.perl): Moses keeps "word." unsplit
     when the next word is lower-case, so lower-casing first would tokenize differently.
     """
+    from sacremoses import MosesDetokenizer, MosesTokenizer  # a third of a second to import: only when used
+
     lang = moses_language(lang)
     tokenizer, unescape = MosesTokenizer(lang), MosesDetokenizer(lang).unescape_xml
     rejoin = _REJOIN_CLITICS.get(lang)
@@ -79,6 +80,8 @@ def _moses_tokenizer(lang: str) -> Callable[[str], str]:
 
 def _moses_detokenizer(lang: str) -> Callable[[str], str]:
     """detokenizer.perl, which also unescapes XML entities."""
+    from sacremoses import MosesDetokenizer
+
     detokenizer = MosesDetokenizer(moses_language(lang))
     return lambda line: detokenizer.detokenize(line.split(), unescape=True)
 
