@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from pasero.devices import resolve_dtype
 from pasero.dictionary import Dictionary
 from pasero.generator import TextGenerator
 from pasero.model import Transformer
@@ -75,9 +76,7 @@ def main() -> None:
           f"{'cpu s':>8}")
     for device in args.devices:
         cuda = device == "cuda"
-        dtype = (torch.float32 if not cuda or args.dtype == "float32" else
-                 getattr(torch, args.dtype) if args.dtype != "auto" else
-                 torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        dtype = resolve_dtype(args.dtype, torch.device(device))  # as pasero-decode: bf16 on CPUs that have it
         n = args.sentences or (3000 if cuda else 300)
         batch_sizes = args.batch_sizes or ([2000, 8000, 32000] if cuda else [250, 1000, 4000])
         sentences = source_sentences(n, args.vocab)

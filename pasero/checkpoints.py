@@ -255,7 +255,9 @@ def changed_inputs(ckpt: dict[str, Any], train_config: dict[str, Any], resumable
     """What determines the weights and differs between the run that wrote `ckpt` and the current
     inputs (resolved training config but its `resumable` options, dictionary symbols, tokenizer
     state, training data fingerprint); [] when resuming would compute what a fresh run computes."""
-    saved = {**CONFIG_DEFAULTS, **(ckpt.get("train_config") or {})}  # model options added since count as defaults
+    saved = dict(ckpt.get("train_config") or {})
+    # a model option added since that checkpoint was written: it was trained with the option's default
+    saved.update({key: CONFIG_DEFAULTS[key] for key in train_config if key in CONFIG_DEFAULTS and key not in saved})
     changes = [f"{key} {saved.get(key)} -> {train_config.get(key)}"
                for key in sorted((set(saved) | set(train_config)) - resumable)
                if saved.get(key) != train_config.get(key)]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import logging
+from collections.abc import Callable
 
 import torch
 
@@ -51,3 +54,24 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
                            "than float32; use --dtype auto")
         return torch.bfloat16
     return torch.float32
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim).
+
+    CPU training allocates tensors of new sizes at nearly every update (batches differ in shape), and
+    glibc keeps freed memory in its heap: a CPU run's resident memory grew without bound (transformer
+    d256, 3+3 layers: 3.3 GB after 150 updates, 5.3 GB after 1,100). Trimming after every update kept it
+    at 1.2-1.7 GB, at no measurable cost in updates per second.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

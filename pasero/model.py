@@ -3,9 +3,8 @@
 The model knows tensors and its config, nothing about files, training or search. Two ways in:
 `forward` scores whole target prefixes (teacher forcing, training and validation loss), and
 `init_cache` + `decode_step` extend hypotheses one token at a time for search, with the
-self-attention keys/values of all layers kept in one preallocated tensor (one index_select
-per beam-search step reorders every layer) and the cross-attention keys/values computed
-once per source.
+self-attention keys/values of all layers kept in one tensor (one index_select per beam-search
+step reorders every layer) and the cross-attention keys/values computed once per source.
 """
 
 from __future__ import annotations
@@ -32,12 +31,27 @@ class EncoderOut:
 
 @dataclass
 class DecoderCache:
-    """Per-hypothesis decoder state for step-wise decoding."""
+    """Per-hypothesis decoder state for step-wise decoding.
 
-    self_kv: Tensor  # (B, layers, 2, heads, max_len, head_dim), filled up to `step`
-    cross_kv: Tensor  # (B, layers, 2, heads, S, head_dim)
+    The self-attention keys/values of every layer live in one tensor, a view of a flat buffer. On CPU
+    it holds exactly the positions so far plus the one being decoded, so that each (row, head) history
+    is one contiguous (positions, head_dim) matrix, which the attention's batched matmuls read in
+    place (with a longer, strided buffer they copied keys and values of every layer at every step).
+    Making room for the next position is one copy into the second buffer, `spare`, which reorders
+    the rows on the way (beam search has to copy its histories every step anyway) and reuses memory
+    that is already mapped: copying back in place cost a second copy, and every fresh multi-MB
+    tensor costs page faults. On CUDA the view keeps room up to `max_len` (SDPA reads strided views),
+    so that greedy decoding copies nothing there.
+    """
+
+    self_kv: Tensor  # (layers, 2, B, heads, room, head_dim): positions < step filled, room > step
+    cross_kv: Tensor  # (layers, 2, B, heads, S, head_dim)
     cross_mask: Tensor  # (B, 1, 1, S) bool, True where attention is allowed
+    max_len: int  # positions at most
     step: int = 0
+    buffer: Tensor | None = None  # (numel,) the storage under self_kv
+    spare: Tensor | None = None  # (numel,) where the next copy of self_kv goes; contents unused
+    cross_spare: Tensor | None = None  # (numel,) where the next selection of cross_kv's rows goes
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> Tensor:
@@ -239,8 +253,10 @@ class Transformer(nn.Module):
         return EncoderOut(self.encoder_norm(x), padding_mask)
 
     def _cross_kv(self, encoder_out: EncoderOut) -> Tensor:
-        """(B, layers, 2, heads, S, head_dim): every layer's projection of the encoder output."""
-        return torch.stack([layer.cross_attn.project_kv(encoder_out.out) for layer in self.decoder_layers], dim=1)
+        """(layers, 2, B, heads, S, head_dim): every layer's projection of the encoder output, each
+        layer's keys (and values) one contiguous (B * heads, S, head_dim) batch of matrices."""
+        return torch.stack([layer.cross_attn.project_kv(encoder_out.out).transpose(0, 1)  # (2, B, heads, S, head_dim)
+                            for layer in self.decoder_layers])
 
     def _output(self, x: Tensor) -> Tensor:
         x = self.decoder_norm(x)
@@ -261,22 +277,28 @@ class Transformer(nn.Module):
     def init_cache(self, encoder_out: EncoderOut, max_len: int) -> DecoderCache:
         """An empty cache for decoding at most `max_len` target tokens (eos included)."""
         cross_kv = self._cross_kv(encoder_out)
-        b, layers, _, heads, _, head_dim = cross_kv.shape
-        self_kv = cross_kv.new_zeros(b, layers, 2, heads, max_len, head_dim)
-        return DecoderCache(self_kv, cross_kv, ~encoder_out.padding_mask[:, None, None, :])
+        layers, _, b, heads, _, head_dim = cross_kv.shape
+        buffer = cross_kv.new_empty(layers * 2 * b * heads * max_len * head_dim)
+        room = _room(cross_kv, 0, max_len)
+        self_kv = buffer[:layers * 2 * b * heads * room * head_dim].view(layers, 2, b, heads, room, head_dim)
+        return DecoderCache(self_kv, cross_kv, ~encoder_out.padding_mask[:, None, None, :], max_len, buffer=buffer)
 
     def decode_step(self, tokens: Tensor, encoder_out: EncoderOut, cache: DecoderCache,
                     need_attention: bool = False) -> tuple[Tensor, Tensor | None]:
         """Logits (B, V) of the next token given the last one, and the last layer's cross-attention
         (B, S) when asked. Reads and extends `cache` (position `cache.step`)."""
         step = cache.step
-        if step >= cache.self_kv.size(4):
+        if step >= cache.max_len:
             raise ValueError(f"decoder cache is full ({step} steps); pass a larger max_len to init_cache")
+        if cache.self_kv.size(4) <= step:  # no reorder since the last step (greedy): make room
+            _move_rows(cache, None)
         x = self._embed(self.tgt_embed, tokens[:, None], start=step)
         weights = None
         for i, layer in enumerate(self.decoder_layers):
             last = need_attention and i == len(self.decoder_layers) - 1
-            x, weights = layer(x, cache.cross_kv[:, i], cache.cross_mask, cache.self_kv[:, i], step, need_weights=last)
+            # per layer (B, 2, heads, positions, head_dim) views, the layout the layer expects
+            x, weights = layer(x, cache.cross_kv[i].transpose(0, 1), cache.cross_mask,
+                               cache.self_kv[i].transpose(0, 1), step, need_weights=last)
         cache.step = step + 1
         logits = self._output(x)[:, 0]
         return logits, (weights[:, 0] if weights is not None else None)
@@ -284,14 +306,52 @@ class Transformer(nn.Module):
     @staticmethod
     def reorder(encoder_out: EncoderOut, cache: DecoderCache, new_order: Tensor) -> tuple[EncoderOut, DecoderCache]:
         """Select/reorder hypotheses (rows) of the encoder output and the cache, e.g. when
-        sentences finish and leave the batch."""
-        cache = DecoderCache(cache.self_kv.index_select(0, new_order), cache.cross_kv.index_select(0, new_order),
-                             cache.cross_mask.index_select(0, new_order), cache.step)
+        sentences finish and leave the batch. The cache given is consumed (its buffers are reused)."""
+        cross_kv, cross_spare = _select_rows(cache.cross_kv, new_order, cache.cross_spare)
+        cache = DecoderCache(cache.self_kv, cross_kv, cache.cross_mask.index_select(0, new_order), cache.max_len,
+                             cache.step, cache.buffer, cache.spare, cross_spare)
+        _move_rows(cache, new_order)
         return encoder_out.index_select(new_order), cache
 
     @staticmethod
     def reorder_self_attention(cache: DecoderCache, new_order: Tensor) -> None:
         """In-place reorder of the self-attention history only (the filled part), for beam
         search moves among the beams of one sentence, which share their source encoding."""
-        filled = cache.self_kv[:, :, :, :, :cache.step]
-        filled.copy_(filled.index_select(0, new_order))
+        _move_rows(cache, new_order)
+
+
+def _move_rows(cache: DecoderCache, order: Tensor | None) -> None:
+    """Copy the filled positions of the self-attention cache's rows in `order` (all rows when None)
+    into the spare buffer, with room for the next position, and swap the buffers. The spare is
+    (re)allocated, for max_len positions, only when it has too few rows."""
+    layers, _, b, heads, _, head_dim = cache.self_kv.shape
+    n, filled = b if order is None else order.size(0), cache.step
+    room = _room(cache.self_kv, filled, cache.max_len)
+    numel = layers * 2 * n * heads * room * head_dim
+    if cache.spare is None or cache.spare.numel() < numel:
+        cache.spare = cache.self_kv.new_empty(layers * 2 * n * heads * cache.max_len * head_dim)
+    moved = cache.spare[:numel].view(layers, 2, n, heads, room, head_dim)
+    kv = cache.self_kv[:, :, :, :, :filled]  # (layers, 2, b, heads, filled, head_dim)
+    out = moved[:, :, :, :, :filled]  # (layers, 2, n, heads, filled, head_dim)
+    if order is None:
+        out.copy_(kv)
+    else:
+        torch.index_select(kv, 2, order, out=out)
+    cache.self_kv, cache.buffer, cache.spare = moved, cache.spare, cache.buffer
+
+
+def _select_rows(kv: Tensor, order: Tensor, spare: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(kv's rows (dim 2) in `order`, written into `spare` when it is large enough; the next spare,
+    kv's storage). Sentences leaving the batch only shrink it: a copy into memory already mapped."""
+    shape = kv.shape[:2] + order.shape + kv.shape[3:]  # (layers, 2, n, heads, S, head_dim)
+    if spare is None or spare.numel() < shape.numel():
+        spare = kv.new_empty(shape.numel())
+    out = spare[:shape.numel()].view(shape)
+    torch.index_select(kv, 2, order, out=out)
+    return out, kv.view(-1)
+
+
+def _room(kv: Tensor, filled: int, max_len: int) -> int:
+    """Positions that the self-attention cache's view holds after `filled` ones: on CPU just one more
+    (see DecoderCache), on CUDA all `max_len`."""
+    return max_len if kv.is_cuda else filled + 1

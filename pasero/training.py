@@ -52,7 +52,7 @@ from pasero.batching import (
     split_prefix,
 )
 from pasero.criterion import LabelSmoothedCrossEntropy, base2, perplexity
-from pasero.devices import resolve_device, resolve_dtype
+from pasero.devices import release_free_memory, resolve_device, resolve_dtype
 from pasero.dictionary import Dictionary
 from pasero.errors import CheckpointError, DataError, LockedError, TrainingError
 from pasero.files import LogFile, atomic_output, file_lock
@@ -366,6 +366,8 @@ class Trainer:
             return 0
         while not self.finished():
             stop = self.train_step(self.iterator.next_step())
+            if self.device.type == "cpu":
+                release_free_memory()
             self._check_time()
             if self.state.step % self.cfg.log_interval == 0 or self.finished():  # the last update is logged
                 self._log_train()

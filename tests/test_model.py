@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from pasero import model as model_module
 from pasero.errors import ConfigError
 from pasero.model import Transformer
 from pasero.model_config import build_config
@@ -91,3 +92,35 @@ def test_cpu_attention_equals_scaled_dot_product_attention(causal):
     ours_grad, = torch.autograd.grad(ours.square().sum(), x, retain_graph=True)
     expected_grad, = torch.autograd.grad(expected.square().sum(), x)
     torch.testing.assert_close(ours_grad, expected_grad, atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("layout", ["cpu", "cuda"])
+def test_cache_follows_reorders_growing_and_shrinking_batches(model, layout, monkeypatch):
+    """Rows that move at every step (beam search), are copied (beam expansion), leave the batch, or
+    stay put (greedy): the cache, whose two buffers swap at each move, continues every row exactly
+    as decoding its prefix from scratch does; with CPU's layout (room for one more position, filled
+    by a copy at each step) and with CUDA's (room for all positions)."""
+    if layout == "cuda":
+        monkeypatch.setattr(model_module, "_room", lambda kv, filled, max_len: max_len)
+    src, _ = batch()
+    gen = torch.Generator().manual_seed(0)
+    enc = model.encode(src)
+    cache = model.init_cache(enc, max_len=8)
+    rows, prefix = torch.arange(3), torch.full((3, 1), 2)  # the source sentence of each row, its target prefix
+    moves = {0: torch.arange(3).repeat_interleave(2), 3: torch.tensor([5, 0, 2, 1]), 5: torch.tensor([3, 1])}
+    for t in range(7):
+        if t in moves:  # rows copied (t=0: before any step, as beam search does) or leaving
+            enc, cache = model.reorder(enc, cache, moves[t])
+            rows, prefix = rows[moves[t]], prefix[moves[t]]
+        elif t % 2:  # beams moving among (and copied within) their sentence's rows; on even steps nothing moves
+            same = (rows[:, None] == rows[None]).float()  # (rows, rows) 1 where both rows share their source
+            order = torch.multinomial(same, 1, generator=gen).squeeze(1)
+            model.reorder_self_attention(cache, order)
+            prefix = prefix[order]
+        logits, _ = model.decode_step(prefix[:, -1], enc, cache)
+        torch.testing.assert_close(logits, model(src[rows], prefix)[:, -1], atol=1e-5, rtol=1e-5)
+        prefix = torch.cat([prefix, torch.randint(4, 50, (len(rows), 1), generator=gen)], dim=1)
+    model.decode_step(prefix[:, -1], enc, cache)  # the last of max_len positions
+    with pytest.raises(ValueError, match="cache is full"):
+        model.decode_step(prefix[:, -1], enc, cache)

@@ -137,6 +137,21 @@ def test_result_does_not_depend_on_the_batch(model, src, beam_size):
     assert_same_hypotheses(batch, reordered)
 
 
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_sentences_of_very_different_lengths_in_one_batch(model, random_model, beam_size):
+    """Sentences leave the batch one length after another, so the cache shrinks many times while the
+    longest ones go on: every sentence gets what it gets alone, and what recomputing prefixes gives."""
+    gen = torch.Generator().manual_seed(2)
+    lengths = [1, 30, 2, 17, 5, 25, 9, 3]
+    src = search.collate_source([torch.cat([torch.randint(4, VOCAB, (n,), generator=gen), torch.tensor([EOS])])
+                                 for n in lengths])
+    options = SearchOptions(beam_size=beam_size, nbest=beam_size, max_len_a=1.0, max_len_b=2)
+    for m in (model, random_model):
+        batch = search.generate(m, src, options)
+        assert_same_hypotheses(batch, [search.generate(m, src[i:i + 1], options)[0] for i in range(len(src))])
+        assert_same_hypotheses(batch, search.generate(NoCacheModel(m), src, options))
+
+
 def test_nbest_sorted_distinct_and_complete(model, src):
     for hyps in search.beam_search(model, src, SearchOptions(beam_size=6, nbest=4, len_penalty=0.7)):
         assert len(hyps) == 4

@@ -277,6 +277,15 @@ def test_a_new_tokenizer_is_a_change_named_by_its_settings():
     assert changed_inputs(ckpt, tokenizer=None, **same) == ["tokenizer given -> none"]
 
 
+def test_a_model_option_newer_than_the_checkpoint_counts_as_its_default():
+    """A run trained before `position_offset` existed resumes; one that sets it otherwise starts over."""
+    ckpt = {"train_config": {"lr": 0.001, "embed_dim": 32}, "dictionary": ["a"], "tokenizer": None, "step": 3}
+    now = {"resumable": frozenset(), "symbols": ["a"], "tokenizer": None, "train_data": "sha"}
+    assert changed_inputs(ckpt, train_config={"lr": 0.001, "embed_dim": 32, "position_offset": 0}, **now) == []
+    assert changed_inputs(ckpt, train_config={"lr": 0.001, "embed_dim": 32, "position_offset": 2}, **now) == [
+        "position_offset 0 -> 2"]
+
+
 @pytest.mark.parametrize("value,seconds", [
     (5400, 5400.0), (1.5, 1.5), ("5400", 5400.0), ("1e-6", 1e-6), ("90s", 90.0), ("30m", 1800.0),
     ("4h", 14400.0), ("1h30m", 5400.0), ("1h 30m 10s", 5410.0), ("1.5h", 5400.0), ("01:30:00", 5400.0),

@@ -30,7 +30,12 @@ Measured, one figure per row of the Markdown table printed at the end:
   as a reference). Batches of 4096 padded source tokens for all (fairseq --max-tokens), at most
   int(1.2 * source length + 10) output tokens. Each tool's own timer (model loading excluded; pasero's
   includes tokenization and detokenization), one decoder at a time; the CTranslate2 hypotheses are
-  compared with fairseq's (the same weights: they should agree).
+  compared with fairseq's (the same weights: they should agree). --decode-rounds N runs every
+  decoder N times, interleaved, and keeps each one's fastest run (the least slowed down by other
+  work on the machine); --baseline-bin DIR adds the pasero-decode of another install (e.g. of the
+  previous commit: the speed-up of a change, measured in the same run), its hypotheses compared with
+  the current pasero's. (A wrapper script that points PYTHONPATH at another checkout must run
+  `python -P`: the commands run from the current folder, whose pasero/ would be imported first.)
 
 After a few updates the models are far from trained and most hypotheses run to the length limit,
 so the decoding figures compare search speed at equal output lengths (the table shows the mean
@@ -344,17 +349,23 @@ def speed_rows(tool: str, dtype: str, beam: int, sentences: int, tokens: int, se
             Row("decode", tool, dtype, setting, tokens / seconds, "tgt tok/s", f"mean length {tokens / sentences:.1f}")]
 
 
-def pasero_decode(setup: Setup, model: Path, beam: int, dtype: str) -> list[Row]:
-    out = setup.work / "decode" / f"pasero-{dtype}-beam{beam}"
-    run(setup, [setup.pasero_bin / "pasero-decode", model, "-i", setup.exp / "text" / f"test.{setup.src}",
+def pasero_decode(setup: Setup, model: Path, beam: int, dtype: str, baseline: Path | None = None) -> list[Row]:
+    """pasero-decode's rows; with `baseline` (a folder of pasero-* commands), that install's instead."""
+    tag = "-baseline" if baseline else ""
+    out = setup.work / "decode" / f"pasero{tag}-{dtype}-beam{beam}"
+    run(setup, [(baseline or setup.pasero_bin) / "pasero-decode", model, "-i", setup.exp / "text" / f"test.{setup.src}",
                 "-o", f"{out}.hyp", "--beam-size", beam, "--batch-size", SEARCH["batch_tokens"],
                 "--max-len-a", SEARCH["max_len_a"], "--max-len-b", SEARCH["max_len_b"], "--device", "cpu",
                 "--dtype", dtype, "--info-out", f"{out}.json"], Path(f"{out}.log"))
     info = json.loads(Path(f"{out}.json").read_text())
     seconds = info["decode_seconds"]
     tokens = round(info["tokens_per_second"] * seconds)
-    return speed_rows("pasero-decode", info["dtype"], beam, info["n_lines_decoded"], tokens, seconds,
-                      f"--dtype {dtype}; timer includes tokenization and detokenization")
+    note = f"--dtype {dtype}; timer includes tokenization and detokenization"
+    if baseline:
+        same = Path(f"{out}.hyp").read_text() == (setup.work / "decode" / f"pasero-{dtype}-beam{beam}.hyp").read_text()
+        note = f"{baseline}; {note}; hypotheses {'identical to' if same else 'DIFFER from'} pasero-decode's"
+    return speed_rows(f"pasero-decode{' (baseline)' if baseline else ''}", info["dtype"], beam,
+                      info["n_lines_decoded"], tokens, seconds, note)
 
 
 def fairseq_decode(setup: Setup, checkpoint: Path, beam: int) -> tuple[list[Row], list[str]]:
@@ -396,7 +407,7 @@ def ct2_decode(setup: Setup, model: Path, beam: int, compute_type: str, referenc
                       f"search only; {100 * same:.0f}% of outputs agree with fairseq's (up to the shorter)")
 
 
-def decoding(setup: Setup, beams: list[int]) -> list[Row]:
+def decoding(setup: Setup, beams: list[int], rounds: int = 1, baseline: Path | None = None) -> list[Row]:
     pasero_model = setup.work / "train" / "pasero-float32" / "checkpoint_last.pt"
     fairseq_model = setup.work / "train" / "fairseq-fp32" / "checkpoint_last.pt"
     ct2_model = setup.work / "ct2-model"
@@ -405,13 +416,20 @@ def decoding(setup: Setup, beams: list[int]) -> list[Row]:
                 "-s", setup.src, "-t", setup.tgt, "--force"], setup.work / "logs" / "convert_ct2.log")
     rows = []
     for beam in beams:
-        log(f"decoding, beam {beam}")
-        for dtype in ("float32", "auto"):
-            rows += pasero_decode(setup, pasero_model, beam, dtype)
-        fairseq_rows, reference = fairseq_decode(setup, fairseq_model, beam)
-        rows += fairseq_rows
-        for compute_type in ("float32", "int8"):
-            rows += ct2_decode(setup, ct2_model, beam, compute_type, reference)
+        best: dict[tuple[str, str], list[Row]] = {}  # (tool, dtype) -> its fastest run's rows
+        for number in range(rounds):
+            log(f"decoding, beam {beam}" + (f", round {number + 1}/{rounds}" if rounds > 1 else ""))
+            runs = [pasero_decode(setup, pasero_model, beam, dtype) for dtype in ("float32", "auto")]
+            runs += [pasero_decode(setup, pasero_model, beam, dtype, baseline) for dtype in ("float32", "auto")
+                     if baseline]
+            fairseq_rows, reference = fairseq_decode(setup, fairseq_model, beam)
+            runs += [fairseq_rows] + [ct2_decode(setup, ct2_model, beam, compute_type, reference)
+                                      for compute_type in ("float32", "int8")]
+            for pair in runs:
+                key = (pair[0].tool, pair[0].dtype)
+                if key not in best or pair[0].value > best[key][0].value:
+                    best[key] = pair
+        rows += [row for pair in best.values() for row in pair]
     return rows
 
 
@@ -459,6 +477,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--binarize-repeat", type=int, default=10, help="copies of the training text to binarize")
     p.add_argument("--binarize-workers", type=int, default=1)
     p.add_argument("--skip", nargs="*", default=[], choices=("binarize", "train", "decode"))
+    p.add_argument("--decode-rounds", type=int, default=1, help="runs of each decoder, interleaved; the fastest counts")
+    p.add_argument("--baseline-bin", type=Path, help="another install's pasero-* commands, decoded too (e.g. the "
+                   "previous commit's, to measure a change)")
     return p.parse_args()
 
 
@@ -483,7 +504,7 @@ def main() -> int:
         rows += train_rows
         notes += train_notes
     if "decode" not in args.skip:
-        rows += decoding(setup, args.beams)
+        rows += decoding(setup, args.beams, args.decode_rounds, args.baseline_bin)
     notes.append(f"load average (1 min) of the machine: {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} "
                  f"at the end ({os.cpu_count()} CPUs): other work on the machine slows every tool down")
     report = markdown(rows, setup, notes)
