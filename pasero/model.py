@@ -85,11 +85,12 @@ class Dropout(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention: matmul-softmax-matmul on CPU, scaled_dot_product_attention on GPUs.
+    """Multi-head attention: matmul-softmax-matmul on CPU in bf16, scaled_dot_product_attention elsewhere.
 
-    On CPU, with sentence-length sequences, SDPA's fused kernels were slower than the three plain
-    operations (forward + backward of transformer_small's attention, bf16: 3.5-4x; a decoding step,
-    bf16: 2.5x; fp32: 1-1.3x), while on GPUs its flash/memory-efficient kernels are the fast path.
+    On CPU in bf16, with sentence-length sequences, SDPA's fused kernels were slower than the three
+    plain operations (forward + backward of transformer_small's attention: 2.7-4x; a decoding step:
+    2.5x); in float32 they were about even, and a whole float32 training step was faster with SDPA.
+    On GPUs its flash/memory-efficient kernels are the fast path.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float):
@@ -110,7 +111,7 @@ class Attention(nn.Module):
         b, t, d = x.shape
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
         weights = None
-        if need_weights or not x.is_cuda:  # SDPA does not return the attention probabilities
+        if need_weights or (not q.is_cuda and q.dtype != torch.float32):  # SDPA does not return the probabilities
             out, probs = self._explicit(q, k, v, mask, causal)
             weights = probs.mean(1) if need_weights else None
         else:

@@ -76,22 +76,39 @@ def test_shared_and_tied_embeddings():
 
 @pytest.mark.parametrize("causal", [False, True], ids=["padding-mask", "causal"])
 def test_cpu_attention_equals_scaled_dot_product_attention(causal):
-    """The CPU path (matmul, softmax, matmul) computes what the GPU path (SDPA) computes, gradients included."""
+    """The CPU bf16 path (matmul, softmax, matmul) computes what SDPA computes, gradients included:
+    exactly in float32, and within bf16's precision through the module in bf16."""
     from pasero.model import Attention
 
     torch.manual_seed(0)
     attention = Attention(32, 4, dropout=0.0)
     x = torch.randn(3, 6, 32, requires_grad=True)
-    kv = attention.project_kv(x)
     mask = None if causal else torch.ones(3, 1, 1, 6, dtype=torch.bool).index_fill(3, torch.tensor([4, 5]), False)
-    ours, _ = attention(x, kv[:, 0], kv[:, 1], mask, causal=causal)
-    q = attention.q_proj(x).view(3, 6, 4, 8).transpose(1, 2)
-    sdpa = torch.nn.functional.scaled_dot_product_attention(q, kv[:, 0], kv[:, 1], attn_mask=mask, is_causal=causal)
-    expected = attention.out_proj(sdpa.transpose(1, 2).reshape(3, 6, 32))
-    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
-    ours_grad, = torch.autograd.grad(ours.square().sum(), x, retain_graph=True)
+
+    def sdpa(module, x):
+        kv = module.project_kv(x)
+        q = module.q_proj(x).view(3, 6, 4, 8).transpose(1, 2)
+        out = torch.nn.functional.scaled_dot_product_attention(q, kv[:, 0], kv[:, 1], attn_mask=mask, is_causal=causal)
+        return module.out_proj(out.transpose(1, 2).reshape(3, 6, 32))
+
+    def explicit(module, x):
+        kv = module.project_kv(x)
+        q = module.q_proj(x).view(3, 6, 4, 8).transpose(1, 2)
+        out, _ = module._explicit(q, kv[:, 0], kv[:, 1], mask, causal)
+        return module.out_proj(out.transpose(1, 2).reshape(3, 6, 32))
+
+    expected = sdpa(attention, x)
     expected_grad, = torch.autograd.grad(expected.square().sum(), x)
-    torch.testing.assert_close(ours_grad, expected_grad, atol=1e-4, rtol=1e-4)
+    ours = explicit(attention, x)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.autograd.grad(ours.square().sum(), x)[0], expected_grad, atol=1e-4, rtol=1e-4)
+
+    half, x16 = attention.to(torch.bfloat16), x.detach().bfloat16().requires_grad_()
+    kv = half.project_kv(x16)
+    ours, _ = half(x16, kv[:, 0], kv[:, 1], mask, causal=causal)  # the module's own CPU bf16 path
+    torch.testing.assert_close(ours.float(), expected, atol=0.05, rtol=0.05)
+    grad, = torch.autograd.grad(ours.float().square().sum(), x16)
+    torch.testing.assert_close(grad.float(), expected_grad, atol=0.1, rtol=0.1)
 
 
 @torch.no_grad()
