@@ -52,6 +52,7 @@ class DecoderCache:
     buffer: Tensor | None = None  # (numel,) the storage under self_kv
     spare: Tensor | None = None  # (numel,) where the next copy of self_kv goes; contents unused
     cross_spare: Tensor | None = None  # (numel,) where the next selection of cross_kv's rows goes
+    beams: int = 1  # hypotheses per sentence (Transformer.expand_beams): cross_kv/cross_mask have a row per sentence
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> Tensor:
@@ -196,10 +197,20 @@ class DecoderLayer(nn.Module):
             cache[:, :, :, step:step + 1] = kv
             y, _ = self.self_attn(h, cache[:, 0, :, :step + 1], cache[:, 1, :, :step + 1])
         x = self.self_res.after(x, y)
-        y, weights = self.cross_attn(self.cross_res.before(x), cross_kv[:, 0], cross_kv[:, 1], cross_mask,
-                                     need_weights=need_weights)
+        y, weights = self._cross_attention(self.cross_res.before(x), cross_kv, cross_mask, need_weights)
         x = self.cross_res.after(x, y)
         return self.ffn_res.after(x, self.ffn(self.ffn_res.before(x))), weights
+
+    def _cross_attention(self, h: Tensor, cross_kv: Tensor, cross_mask: Tensor,
+                         need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """(n, T, D) queries over cross_kv's sentences (rows): with fewer sentences than queries (the beams
+        of a sentence, consecutive rows), a sentence's beams are one batch of queries over its one
+        encoding, so its keys and values are neither copied nor read once per beam."""
+        n, t, d = h.shape
+        sentences = cross_kv.size(0)
+        y, weights = self.cross_attn(h.reshape(sentences, n // sentences * t, d), cross_kv[:, 0], cross_kv[:, 1],
+                                     cross_mask, need_weights=need_weights)  # (sentences, beams * T, D)
+        return y.reshape(n, t, d), (weights.reshape(n, t, -1) if weights is not None else None)
 
 
 class Transformer(nn.Module):
@@ -305,14 +316,27 @@ class Transformer(nn.Module):
         return logits, (weights[:, 0] if weights is not None else None)
 
     @staticmethod
+    def expand_beams(encoder_out: EncoderOut, cache: DecoderCache, beams: int) -> tuple[EncoderOut, DecoderCache]:
+        """`beams` hypotheses per sentence of a fresh cache (rows sentence by sentence), which share
+        their sentence's encoder output and cross-attention keys/values instead of copies of them."""
+        if cache.beams != 1 or cache.step:
+            raise ValueError("expand_beams needs a fresh cache (init_cache)")
+        sentences = cache.cross_mask.size(0)
+        cache.beams = beams
+        _move_rows(cache, torch.arange(sentences, device=cache.cross_mask.device).repeat_interleave(beams))
+        return encoder_out, cache
+
+    @staticmethod
     def reorder(encoder_out: EncoderOut, cache: DecoderCache, new_order: Tensor) -> tuple[EncoderOut, DecoderCache]:
         """Select/reorder hypotheses (rows) of the encoder output and the cache, e.g. when
-        sentences finish and leave the batch. The cache given is consumed (its buffers are reused)."""
-        cross_kv, cross_spare = _select_rows(cache.cross_kv, new_order, cache.cross_spare)
-        cache = DecoderCache(cache.self_kv, cross_kv, cache.cross_mask.index_select(0, new_order), cache.max_len,
-                             cache.step, cache.buffer, cache.spare, cross_spare)
+        sentences finish and leave the batch. The cache given is consumed (its buffers are reused).
+        After expand_beams, `new_order` keeps each sentence's hypotheses together, `beams` rows each."""
+        sentences = new_order if cache.beams == 1 else new_order[::cache.beams].div(cache.beams, rounding_mode="floor")
+        cross_kv, cross_spare = _select_rows(cache.cross_kv, sentences, cache.cross_spare)
+        cache = DecoderCache(cache.self_kv, cross_kv, cache.cross_mask.index_select(0, sentences), cache.max_len,
+                             cache.step, cache.buffer, cache.spare, cross_spare, cache.beams)
         _move_rows(cache, new_order)
-        return encoder_out.index_select(new_order), cache
+        return encoder_out.index_select(sentences), cache
 
     @staticmethod
     def reorder_self_attention(cache: DecoderCache, new_order: Tensor) -> None:

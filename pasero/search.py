@@ -113,7 +113,7 @@ def beam_search(model: Transformer, src_tokens: Tensor, options: SearchOptions |
         steps = int(max_lens.max()) + 1
         encoder_out = model.encode(src_tokens)
         cache = model.init_cache(encoder_out, steps)
-        encoder_out, cache = model.reorder(encoder_out, cache, torch.arange(bsz, device=device).repeat_interleave(k))
+        encoder_out, cache = model.expand_beams(encoder_out, cache, k)
 
         # State of the active sentences (b of them, b * k rows); `sent` maps them to the input order.
         sent = torch.arange(bsz, device=device)

@@ -53,6 +53,9 @@ class NoCacheModel(torch.nn.Module):
     def reorder(self, src_tokens, state, order):
         return src_tokens[order], PrefixState(src_tokens[order], state.prefix[order], state.step)
 
+    def expand_beams(self, src_tokens, state, beams):  # the reference: a copy of the source per beam
+        return self.reorder(src_tokens, state, torch.arange(src_tokens.size(0)).repeat_interleave(beams))
+
     def reorder_self_attention(self, state, order):
         state.prefix = state.prefix[order]
 
