@@ -297,14 +297,17 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def source_symbols(ckpt: dict[str, Any]) -> list[str]:
+    """The source side's dictionary: its own in models imported with separate dictionaries, else the joint one."""
+    return list(ckpt.get("source_dictionary") or ckpt["dictionary"])
+
+
 def build_model(ckpt: dict[str, Any]) -> Transformer:
     try:
         cfg = TransformerConfig(**ckpt["model_config"])
     except TypeError as e:
         raise CheckpointError(f"checkpoint model config is incompatible with this pasero version ({e})") from None
-    tgt_size = len(ckpt["dictionary"])
-    src_size = len(ckpt.get("source_dictionary") or ckpt["dictionary"])  # separate only in imported models
-    model = Transformer(cfg, src_size, tgt_size)
+    model = Transformer(cfg, len(source_symbols(ckpt)), len(ckpt["dictionary"]))
     model.load_state_dict(ckpt["model"])
     return model
 

@@ -116,9 +116,8 @@ class TextGenerator:
         model = model.to(torch_dtype).eval()
         dictionary = Dictionary.from_symbols(ckpt["dictionary"])
         separate = ckpt.get("source_dictionary")  # models imported from fairseq
-        source_dictionary = Dictionary.from_symbols(separate) if separate else None
-        for side, d, embed in (("target", dictionary, model.tgt_embed),
-                               ("source", source_dictionary or dictionary, model.src_embed)):
+        source_dictionary = Dictionary.from_symbols(separate) if separate else dictionary
+        for side, d, embed in (("target", dictionary, model.tgt_embed), ("source", source_dictionary, model.src_embed)):
             if len(d) != embed.num_embeddings:
                 raise CheckpointError(f"{path}: {side} dictionary of {len(d)} symbols does not match the model "
                                       f"({embed.num_embeddings})")

@@ -68,12 +68,8 @@ def decode(setup: sbs.Setup, pasero_ckpt: Path, fairseq_ckpt: Path) -> dict[str,
     sbs.run(setup, [setup.pasero_bin / "pasero-decode", pasero_ckpt, "-i", setup.exp / "text" / f"test.{setup.src}",
                     "-o", budget / "pasero.hyp", "--beam-size", 5, "--max-len-a", 1.2, "--max-len-b", 10,
                     "--device", "cpu"], budget / "pasero.decode.log")
-    sbs.run(setup, [setup.fairseq_bin / "fairseq-generate", setup.fairseq_data, "--path", fairseq_ckpt,
-                    "--gen-subset", "test", "-s", setup.src, "-t", setup.tgt, "--beam", 5, "--max-tokens", 4096,
-                    "--max-len-a", 1.2, "--max-len-b", 10, "--cpu", "--num-workers", 0],
-            budget / "fairseq.generate.log", stdout=budget / "fairseq.generate.out")
-    found = dict(re.findall(r"^H-(\d+)\t\S+\t(.*)$", (budget / "fairseq.generate.out").read_text(), re.MULTILINE))
-    (budget / "fairseq.pieces").write_text("".join(found[str(i)] + "\n" for i in range(len(found))))
+    _, pieces = sbs.fairseq_decode(setup, fairseq_ckpt, 5, out=budget / "fairseq.generate")
+    (budget / "fairseq.pieces").write_text("".join(line + "\n" for line in pieces))
     sbs.run(setup, [setup.pasero_bin / "pasero-detokenize", setup.exp / "tokenizer", "-i", budget / "fairseq.pieces",
                     "-o", budget / "fairseq.hyp"], budget / "fairseq.detok.log")
     return {"pasero": score(setup, budget / "pasero.hyp", "pasero"),

@@ -15,24 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side import REPO, SMALL, Setup, run  # noqa: E402
-
-
-def fairseq_generate(setup: Setup, checkpoint: Path, beam: int, max_len_b: int, out: Path) -> tuple[list[str], float]:
-    """fairseq-generate's hypotheses (pieces, test-set order) and sentences/s."""
-    run(setup, [setup.fairseq_bin / "fairseq-generate", setup.fairseq_data, "--path", checkpoint,
-                "--gen-subset", "test", "-s", setup.src, "-t", setup.tgt, "--beam", beam, "--nbest", 1,
-                "--max-tokens", 4096, "--max-len-a", 0, "--max-len-b", max_len_b, "--lenpen", 1, "--cpu",
-                "--num-workers", 0], out.with_suffix(".log"), stdout=out.with_suffix(".out"))
-    text = out.with_suffix(".out").read_text()
-    hypotheses = dict(re.findall(r"^H-(\d+)\t\S+\t(.*)$", text, re.MULTILINE))
-    speed = re.search(r"\(([\d.]+) sentences/s", out.with_suffix(".log").read_text())
-    return [hypotheses[str(i)] for i in range(len(hypotheses))], float(speed.group(1)) if speed else float("nan")
+from side_by_side import REPO, SMALL, Setup, fairseq_decode, run  # noqa: E402
 
 
 def pasero_decode(setup: Setup, model: Path, beam: int, max_len_b: int, out: Path) -> tuple[list[str], float]:
@@ -66,7 +53,8 @@ def main() -> int:
     print("| beam | identical hypotheses | fairseq-generate sent/s | pasero-decode sent/s (imported) | ratio |")
     print("|---|---|---|---|---|")
     for beam in args.beams:
-        theirs, fairseq_speed = fairseq_generate(setup, checkpoint, beam, args.max_len_b, out / f"fairseq-beam{beam}")
+        rows, theirs = fairseq_decode(setup, checkpoint, beam, 0, args.max_len_b, out / f"fairseq-beam{beam}")
+        fairseq_speed = rows[0].value
         ours, pasero_speed = pasero_decode(setup, model, beam, args.max_len_b, out / f"pasero-beam{beam}")
         same = sum(a.split() == b.split() for a, b in zip(ours, theirs, strict=True))
         print(f"| {beam} | {same}/{len(theirs)} ({100 * same / len(theirs):.1f}%) | {fairseq_speed:.1f} | "

@@ -368,13 +368,14 @@ def pasero_decode(setup: Setup, model: Path, beam: int, dtype: str, baseline: Pa
                       info["n_lines_decoded"], tokens, seconds, note)
 
 
-def fairseq_decode(setup: Setup, checkpoint: Path, beam: int) -> tuple[list[Row], list[str]]:
-    """fairseq-generate's rows and its hypotheses (pieces), in test-set order."""
-    out = setup.work / "decode" / f"fairseq-beam{beam}"
+def fairseq_decode(setup: Setup, checkpoint: Path, beam: int, max_len_a: float = SEARCH["max_len_a"],
+                   max_len_b: int = SEARCH["max_len_b"], out: Path | None = None) -> tuple[list[Row], list[str]]:
+    """fairseq-generate's rows and its hypotheses (pieces), in test-set order; its files are `out`.*."""
+    out = out or setup.work / "decode" / f"fairseq-beam{beam}"
     run(setup, [setup.fairseq_bin / "fairseq-generate", setup.fairseq_data, "--path", checkpoint,
                 "--gen-subset", "test", "-s", setup.src, "-t", setup.tgt, "--beam", beam, "--nbest", 1,
-                "--max-tokens", SEARCH["batch_tokens"], "--max-len-a", SEARCH["max_len_a"],
-                "--max-len-b", SEARCH["max_len_b"], "--lenpen", 1, "--cpu", "--num-workers", 0],
+                "--max-tokens", SEARCH["batch_tokens"], "--max-len-a", max_len_a,
+                "--max-len-b", max_len_b, "--lenpen", 1, "--cpu", "--num-workers", 0],
         Path(f"{out}.log"), stdout=Path(f"{out}.out"))
     found = re.search(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s \(([\d.]+) sentences/s",
                       Path(f"{out}.log").read_text())

@@ -42,12 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 def import_main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from pasero.fairseq_import import import_fairseq  # torch: not needed for --help and argument errors
+    from pasero.checkpoints import source_symbols  # torch: not needed for --help and argument errors
+    from pasero.fairseq_import import import_fairseq
 
     ckpt = import_fairseq(args.checkpoint, args.dict_dir, args.output, spm=args.spm, source_lang=args.source_lang,
                           target_lang=args.target_lang)
     cfg = ckpt["model_config"]
-    sizes = len(ckpt.get("source_dictionary") or ckpt["dictionary"]), len(ckpt["dictionary"])
+    sizes = len(source_symbols(ckpt)), len(ckpt["dictionary"])
     logger.info("wrote %s: %d+%d layers, embed_dim %d, %s, %s dictionaries (%d/%d symbols), %d parameters", args.output,
                 cfg["encoder_layers"], cfg["decoder_layers"], cfg["embed_dim"],
                 "pre-LN" if cfg["normalize_before"] else "post-LN",
